@@ -1,0 +1,36 @@
+# Two commands for a fresh machine: `make reproduce` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+CORES   ?= $(shell nproc 2>/dev/null || echo 2)
+PROFILE ?= configs/default.yaml
+# torch first, pinned: any other torch request can pull a multi-GB CUDA build.
+TORCH   := torch==2.13.0
+
+.PHONY: reproduce test install install-dev bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed
+	$(BIN)/pip install -q $(TORCH) -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+install-dev: $(BIN)/.installed-dev
+
+reproduce: $(BIN)/.installed
+	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/vgbench train configs/examples/sigmoid_mlp.yaml --out results/runs/example --force
+
+test: $(BIN)/.installed-dev
+	WANDB_MODE=$${WANDB_MODE:-disabled} $(BIN)/python -m pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/vgbench bench
+
+clean:
+	rm -rf results/runs results/aggregate results/tuning results/stats results/figures results/tables results/logs .snakemake

@@ -1,0 +1,293 @@
+"""Run configuration: the public vocabulary of DESIGN.md as one frozen dataclass.
+
+`load(mapping)` validates a plain dict (from YAML or a profile) and returns a fully
+resolved `RunConfig` (every default filled in). Every invalid input raises `ConfigError`
+with a message that names the key and the allowed values or range, before any work is
+done; the CLI turns that into exit code 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+TASKS = ("mnist1d", "digits", "adding", "copy", "temporal_order", "mnist1d_seq", "digits_seq")
+SEQUENCE_TASKS = ("adding", "copy", "temporal_order", "mnist1d_seq", "digits_seq")
+MODELS = ("mlp", "cnn", "resnet", "rnn", "lstm", "gru")
+RECURRENT = ("rnn", "lstm", "gru")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "softsign")
+INITS = ("default", "normal", "lecun", "xavier", "he", "orthogonal", "identity")
+NORMS = ("none", "batch", "layer")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+PRETRAINS = ("none", "greedy_ae")
+
+# Task arguments each task accepts, with defaults. seq_len is T for the generated tasks
+# (for copy: the number of blanks between the symbols and the delimiter, as in Arjovsky
+# et al. 2016, so the whole sequence is T + 20 long).
+TASK_ARGS: dict[str, dict[str, Any]] = {
+    "mnist1d": {"num_samples": 5000},
+    "digits": {},
+    "mnist1d_seq": {"num_samples": 5000},
+    "digits_seq": {},
+    "adding": {"seq_len": 50, "n_train": 10000, "n_val": 1000, "n_test": 1000},
+    "copy": {"seq_len": 20, "n_train": 10000, "n_val": 1000, "n_test": 1000},
+    "temporal_order": {"seq_len": 50, "n_train": 10000, "n_val": 1000, "n_test": 1000},
+}
+
+# "Modern recipe" preset (issue 4): the combination today's practice would reach for.
+PRESETS: dict[str, dict[str, Any]] = {
+    "modern": {"activation": "relu", "init": "he", "norm": "batch", "residual": True,
+               "optimizer": "adam"},
+}
+
+
+class ConfigError(ValueError):
+    """An invalid run configuration; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: str = "mnist1d"
+    task_args: dict = field(default_factory=dict)
+    model: str = "mlp"
+    depth: int = 20
+    width: int = 128
+    activation: str | None = None   # None: sigmoid for feed-forward nets, tanh for recurrent
+    leaky_relu_slope: float = 0.01  # PyTorch's default negative slope
+    init: str = "default"
+    norm: str = "none"
+    residual: bool | None = None    # None: true for resnet, false otherwise
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9           # used by optimizer: momentum only
+    weight_decay: float = 0.0
+    clip_norm: float | None = None
+    sigmoid_grad_c: float = 0.0
+    pretrain: str = "none"
+    pretrain_steps: int = 500       # per layer, greedy_ae only
+    aux_loss_weight: float = 0.0
+    aux_every: int = 0              # 0: a head every depth//4 layers (at least 1)
+    steps: int = 2000
+    batch_size: int = 100
+    seed: int = 0
+    data_seed: int = 0
+    eval_every: int = 0             # 0: steps // 10 (at least 1)
+    record_points: int = 16         # log-spaced gradient measurements after step 0
+    preset: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def recurrent(self) -> bool:
+        return self.model in RECURRENT
+
+    def condition(self) -> dict:
+        """The config minus the seed: what seeds of one condition share."""
+        d = self.to_dict()
+        d.pop("seed")
+        return d
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+CHOICES = {"task": TASKS, "model": MODELS, "activation": ACTIVATIONS, "init": INITS,
+           "norm": NORMS, "optimizer": OPTIMIZERS, "pretrain": PRETRAINS,
+           "preset": tuple(PRESETS)}
+# (lower bound, inclusive?) for numeric keys
+BOUNDS = {"depth": (1, True), "width": (1, True), "lr": (0, False), "momentum": (0, True),
+          "weight_decay": (0, True), "clip_norm": (0, False), "sigmoid_grad_c": (0, True),
+          "pretrain_steps": (1, True), "aux_loss_weight": (0, True), "aux_every": (0, True),
+          "steps": (0, True), "batch_size": (1, True), "seed": (0, True),
+          "data_seed": (0, True), "eval_every": (0, True), "record_points": (1, True),
+          "leaky_relu_slope": (0, True)}
+INT_KEYS = {n for n, f in FIELDS.items() if f.type in ("int",)}
+FLOAT_KEYS = {n for n, f in FIELDS.items() if f.type in ("float", "float | None")}
+
+
+def _unknown(key: str, valid, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ConfigError(f"unknown key '{key}' in {where}{hint} (valid keys: {', '.join(valid)})")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if value is None:
+        if FIELDS[key].type.endswith("None"):
+            return None
+        raise ConfigError(f"'{key}' must not be null")
+    if key in CHOICES:
+        if not isinstance(value, str) or value not in CHOICES[key]:
+            raise ConfigError(f"invalid {key} {value!r}; allowed: {', '.join(CHOICES[key])}")
+        return value
+    if key in ("residual",):
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+        return value
+    if key == "task_args":
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"'task_args' must be a mapping, got {value!r}")
+        return dict(value)
+    if key in INT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+    elif key in FLOAT_KEYS:
+        # YAML 1.1 reads "1e-3" as a string; accept any numeric spelling.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"'{key}' must be a number, got {value!r}")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"'{key}' must be finite, got {value!r}")
+    if key in BOUNDS:
+        lo, inclusive = BOUNDS[key]
+        if value < lo or (not inclusive and value == lo):
+            rel = ">=" if inclusive else ">"
+            raise ConfigError(f"'{key}' must be {rel} {lo}, got {value!r}")
+    if key == "momentum" and value >= 1:
+        raise ConfigError(f"'momentum' must be in [0, 1), got {value!r}")
+    return value
+
+
+def load(mapping: Mapping[str, Any] | None = None, where: str = "run config") -> RunConfig:
+    """Validate a plain mapping and return the resolved RunConfig (raises ConfigError)."""
+    mapping = dict(mapping or {})
+    for key in mapping:
+        if key not in FIELDS:
+            raise _unknown(key, FIELDS, where)
+    preset = mapping.get("preset")
+    if preset is not None:
+        preset = _coerce("preset", preset)
+        mapping = {**PRESETS[preset], **mapping}
+    values = {k: _coerce(k, v) for k, v in mapping.items()}
+    cfg = RunConfig(**values)
+    return _resolve(cfg)
+
+
+def _resolve(cfg: RunConfig) -> RunConfig:
+    task, model = cfg.task, cfg.model
+    # task arguments: only the task's own keys, defaults filled in
+    allowed = TASK_ARGS[task]
+    for k, v in cfg.task_args.items():
+        if k not in allowed:
+            if not allowed:
+                raise ConfigError(f"task '{task}' takes no task_args, got '{k}'")
+            raise _unknown(k, allowed, f"task_args of task '{task}'")
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"task_args.{k} must be a positive integer, got {v!r}")
+    task_args = {**allowed, **cfg.task_args}
+    if task == "temporal_order" and task_args["seq_len"] < 10:
+        raise ConfigError(f"task_args.seq_len must be >= 10 for temporal_order, got {task_args['seq_len']}")
+    if task == "adding" and task_args["seq_len"] < 2:
+        raise ConfigError(f"task_args.seq_len must be >= 2 for adding, got {task_args['seq_len']}")
+
+    recurrent = model in RECURRENT
+    if recurrent and task not in SEQUENCE_TASKS:
+        alt = {"mnist1d": " (use task: mnist1d_seq)", "digits": " (use task: digits_seq)"}.get(task, "")
+        raise ConfigError(f"model '{model}' needs a sequence task, got task '{task}'{alt}; "
+                          f"sequence tasks: {', '.join(SEQUENCE_TASKS)}")
+    if not recurrent and task in SEQUENCE_TASKS:
+        raise ConfigError(f"task '{task}' is a sequence task; model must be one of "
+                          f"{', '.join(RECURRENT)}, got '{model}'")
+
+    activation = cfg.activation or ("tanh" if recurrent else "sigmoid")
+    if model in ("lstm", "gru") and activation != "tanh":
+        raise ConfigError(f"activation '{activation}' is not available for model '{model}': "
+                          "its gates are sigmoid and its cell nonlinearity is tanh; allowed: tanh")
+
+    residual = cfg.residual
+    if residual is None:
+        residual = model == "resnet"
+    if model == "resnet" and not residual:
+        raise ConfigError("residual: false contradicts model 'resnet' (use model: cnn for the plain stack)")
+    if model == "cnn" and residual:
+        raise ConfigError("residual: true is not available for model 'cnn'; use model: resnet "
+                          "(the same conv stack with skips)")
+    if recurrent and residual:
+        raise ConfigError(f"residual: true is not available for model '{model}'; allowed for: mlp, resnet")
+
+    if cfg.norm == "batch" and recurrent:
+        raise ConfigError(f"norm 'batch' is not supported in recurrent cells (model '{model}'); "
+                          "use norm: layer")
+    if cfg.init == "identity" and model != "rnn":
+        raise ConfigError(f"init 'identity' sets the recurrent matrix to I (IRNN); it is only "
+                          f"available for model 'rnn', got '{model}'")
+    if cfg.sigmoid_grad_c > 0 and activation != "sigmoid":
+        raise ConfigError(f"sigmoid_grad_c > 0 needs activation 'sigmoid', got '{activation}'")
+    if cfg.pretrain == "greedy_ae" and model != "mlp":
+        why = ("recurrent layers have no per-layer input to reconstruct"
+               if recurrent else "it is implemented for fully connected layers")
+        raise ConfigError(f"pretrain 'greedy_ae' is only available for model 'mlp' ({why}); "
+                          f"got model '{model}'")
+    if cfg.aux_loss_weight > 0 and recurrent:
+        raise ConfigError(f"aux_loss_weight > 0 (auxiliary heads on hidden layers) is available "
+                          f"for mlp, cnn, resnet; got model '{model}'")
+    if cfg.aux_loss_weight > 0 and cfg.depth < 2:
+        raise ConfigError("aux_loss_weight > 0 needs depth >= 2 (heads go on hidden layers below the top)")
+    aux_every = cfg.aux_every or max(1, cfg.depth // 4)
+    if cfg.aux_loss_weight > 0 and aux_every >= cfg.depth:
+        raise ConfigError(f"aux_every must be < depth ({cfg.depth}), got {aux_every}")
+    eval_every = cfg.eval_every or max(1, cfg.steps // 10)
+    return dataclasses.replace(cfg, task_args=task_args, activation=activation,
+                               residual=residual, aux_every=aux_every, eval_every=eval_every)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """['depth=10', 'task_args.seq_len=50'] -> nested dict; values parsed as YAML."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        parts = key.strip().split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: Mapping, over: Mapping) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def from_file(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    base = read_yaml(path) if path else {}
+    return load(merge(base, parse_overrides(list(overrides))), where=str(path or "run config"))
+
+
+def config_hash(d: Mapping) -> str:
+    """Stable short hash of a config mapping (canonical JSON, sha256)."""
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]

@@ -1,0 +1,111 @@
+"""Gradient-flow instruments: cheap per-step measurements into preallocated buffers.
+
+At each step of `schedule(steps, points)` the trainer runs the forward pass with
+capture=True and, after backward, calls `Recorder.record(step, model)`, which reads
+  weight_grad  ||dL/dW_l||       per main weight matrix (input side = index 0, head last)
+  signal       ||dL/dh_l||       back-propagated error per hidden layer; last index = logits
+  hidden_t     ||dL/dh_t||       per layer (name) and time step (index), recurrent models
+  saturation   fraction of activation values near an asymptote (sigmoid/tanh/softsign)
+  dead         fraction of units whose activation is <= 0 on the whole batch (ReLU family)
+with one `torch._foreach_norm` per kind. `frame()` turns the buffers into the long table
+of the run-directory contract: step, kind, index, name, value.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vgbench.models import RELU_FAMILY, SATURATING
+
+
+def schedule(steps: int, points: int) -> list[int]:
+    """Step 0, then `points` log-spaced steps up to and including `steps` (deduplicated)."""
+    if steps <= 0:
+        return [0]
+    log = np.unique(np.round(np.logspace(0, np.log10(steps), points)).astype(int))
+    return sorted({0, *log.tolist(), steps})
+
+
+class Recorder:
+    def __init__(self, model, steps: list[int], activation: str, recurrent: bool):
+        self.steps = list(steps)
+        self.row = {s: i for i, s in enumerate(self.steps)}
+        self.names = [n for n, _ in model.weights()]
+        self.params = [p for _, p in model.weights()]
+        self.activation = activation
+        self.recurrent = recurrent
+        self.n = len(self.steps)
+        self.filled = torch.zeros(self.n, dtype=torch.bool)
+        self.buf: dict[str, torch.Tensor] = {"weight_grad": torch.full((self.n, len(self.params)), float("nan"))}
+        self.shape_done = False
+
+    def _buf(self, kind, shape):
+        if kind not in self.buf:
+            self.buf[kind] = torch.full((self.n, *shape), float("nan"))
+        return self.buf[kind]
+
+    @torch.no_grad()
+    def record(self, step: int, model) -> None:
+        i = self.row[step]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self.buf["weight_grad"][i] = torch.stack(torch._foreach_norm(grads)).cpu()
+        cap = model.captured
+        if self.recurrent:
+            h_t = cap["h_t"]  # list over layers of lists over time
+            flat = [h.grad if h.grad is not None else torch.zeros_like(h) for layer in h_t for h in layer]
+            norms = torch.stack(torch._foreach_norm(flat)).view(len(h_t), -1).cpu()
+            self._buf("hidden_t", norms.shape)[i] = norms
+            sig = torch.cat([norms.pow(2).sum(1).sqrt(), cap["out"].grad.norm().view(1).cpu()])
+        else:
+            hs = [h.grad if h.grad is not None else torch.zeros_like(h) for h in cap["h"]]
+            sig = torch.stack(torch._foreach_norm(hs)).cpu()
+        self._buf("signal", sig.shape)[i] = sig
+        acts = cap["act"]
+        if self.activation in SATURATING:
+            f = SATURATING[self.activation]
+            self._buf("saturation", (len(acts),))[i] = torch.stack([f(a).float().mean() for a in acts]).cpu()
+        elif self.activation in RELU_FAMILY:
+            # a unit is dead if its activation is <= 0 for every example (and time step)
+            self._buf("dead", (len(acts),))[i] = torch.stack(
+                [(self._units(a) <= 0).all(0).float().mean() for a in acts]).cpu()
+        self.filled[i] = True
+        model.captured = {}
+
+    def _units(self, a: torch.Tensor) -> torch.Tensor:
+        """Activations as (observations, units): a unit is a neuron, a conv channel, or a
+        recurrent hidden unit across all time steps."""
+        if self.recurrent:
+            return a.reshape(-1, a.shape[-1])
+        if a.dim() > 2:
+            return a.transpose(0, 1).reshape(a.shape[1], -1).T
+        return a
+
+    def ratio(self, step: int = 0) -> float:
+        """||dL/dW_first|| / ||dL/dW_last|| at a recorded step."""
+        w = self.buf["weight_grad"][self.row[step]]
+        return float(w[0] / w[-1])
+
+    def frame(self) -> pd.DataFrame:
+        rows = []
+        steps = np.array(self.steps)
+        done = self.filled.numpy()
+        for kind, buf in self.buf.items():
+            b = buf.numpy()[done]
+            st = steps[done]
+            if kind == "hidden_t":
+                L, T = b.shape[1:]
+                s, l, t = np.meshgrid(st, np.arange(L), np.arange(T), indexing="ij")
+                rows.append(pd.DataFrame({"step": s.ravel(), "kind": kind, "index": t.ravel(),
+                                          "name": np.char.add("layer", l.ravel().astype(str)),
+                                          "value": b.ravel()}))
+                continue
+            K = b.shape[1]
+            names = self.names if kind == "weight_grad" else [
+                ("logits" if kind == "signal" and k == K - 1 else f"layer{k}") for k in range(K)]
+            s, k = np.meshgrid(st, np.arange(K), indexing="ij")
+            rows.append(pd.DataFrame({"step": s.ravel(), "kind": kind, "index": k.ravel(),
+                                      "name": np.asarray(names)[k.ravel()], "value": b.ravel()}))
+        df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+            columns=["step", "kind", "index", "name", "value"])
+        return df.astype({"step": "int64", "index": "int64", "value": "float64"})

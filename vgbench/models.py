@@ -1,0 +1,302 @@
+"""Models with every knob of the config vocabulary, built from a resolved RunConfig.
+
+Every model exposes the same instrumentation surface, used by `vgbench.instruments`:
+  `weights()`    -> list[(name, Parameter)], the main weight matrices from input (0) to
+                    the output head (last); biases, norm and skip parameters excluded.
+  `forward(x, capture=False)` -> output. With capture=True the model keeps, in
+                    `self.captured`, the hidden outputs h_l (with retain_grad, so their
+                    gradients can be read after backward), the activation outputs a_l
+                    (for saturated / dead fractions) and, for recurrent models, h_t per
+                    layer and time step.
+Feed-forward hidden layer l: a_l = act(norm(op_l(h_{l-1}))). Residual nets group layers
+in blocks of two and add a skip at the end of each block: h = a + skip(block input); the
+skip is the identity, or a projection (linear / 1x1 conv, no bias) where shapes change.
+So a plain and a residual net differ only by the skips.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vgbench.config import RunConfig
+from vgbench.data import Task
+
+
+class SigmoidGradC(torch.autograd.Function):
+    """sigma(x) forward; sigma(x)(1 - sigma(x)) + c backward (Roodschild et al. 2020)."""
+
+    @staticmethod
+    def forward(ctx, x, c: float):
+        y = torch.sigmoid(x)
+        ctx.save_for_backward(y)
+        ctx.c = c
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (y * (1 - y) + ctx.c), None
+
+
+class SigmoidC(nn.Module):
+    def __init__(self, c: float):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return SigmoidGradC.apply(x, self.c)
+
+    def extra_repr(self):
+        return f"c={self.c}"
+
+
+def make_activation(cfg: RunConfig, width: int) -> nn.Module:
+    name = cfg.activation
+    if name == "sigmoid":
+        return SigmoidC(cfg.sigmoid_grad_c) if cfg.sigmoid_grad_c > 0 else nn.Sigmoid()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(cfg.leaky_relu_slope)
+    if name == "prelu":
+        return nn.PReLU(width)  # one learnable slope per unit/channel, init 0.25
+    return {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "selu": nn.SELU,
+            "gelu": nn.GELU, "softsign": nn.Softsign}[name]()
+
+
+# Where an activation output counts as saturated (|derivative| tiny) and which families
+# can have dead units (output <= 0 for the whole batch).
+SATURATING = {"sigmoid": lambda a: (a < 0.01) | (a > 0.99),
+              "tanh": lambda a: a.abs() > 0.99,
+              "softsign": lambda a: a.abs() > 0.99}
+RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu")
+
+
+def init_weight(w: torch.Tensor, scheme: str) -> None:
+    """Initialise one weight matrix/kernel in place. fan_in = in_features x kernel size."""
+    if scheme == "default":
+        return  # PyTorch's own: U[+-1/sqrt(fan_in)] (Glorot & Bengio's "standard" init)
+    fan_out, fan_in = w.shape[0], w[0].numel()
+    with torch.no_grad():
+        if scheme == "normal":
+            w.normal_(0.0, 1.0)
+        elif scheme == "lecun":
+            w.normal_(0.0, math.sqrt(1.0 / fan_in))
+        elif scheme == "xavier":
+            w.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out * w[0, 0].numel())))
+        elif scheme == "he":
+            w.normal_(0.0, math.sqrt(2.0 / fan_in))
+        elif scheme == "orthogonal":
+            nn.init.orthogonal_(w)
+        else:
+            raise ValueError(f"unknown init {scheme!r}")
+
+
+def _norm(cfg: RunConfig, width: int, conv_dim: int) -> nn.Module:
+    if cfg.norm == "batch":
+        return {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[conv_dim](width)
+    if cfg.norm == "layer":
+        # over all features of one example; GroupNorm(1, C) is LayerNorm over (C, *)
+        return nn.LayerNorm(width) if conv_dim == 0 else nn.GroupNorm(1, width)
+    return nn.Identity()
+
+
+class FeedForward(nn.Module):
+    """mlp (conv_dim 0), cnn / resnet (conv_dim 1 on (N,1,L), 2 on (N,1,H,W))."""
+
+    def __init__(self, cfg: RunConfig, task: Task):
+        super().__init__()
+        self.cfg = cfg
+        shape = task.sample_shape
+        self.conv_dim = 0 if cfg.model == "mlp" else len(shape) - 1
+        in_dim = math.prod(shape) if self.conv_dim == 0 else shape[0]
+        W, depth = cfg.width, cfg.depth
+        Conv = {1: nn.Conv1d, 2: nn.Conv2d}.get(self.conv_dim)
+
+        def op(i, o):
+            return nn.Linear(i, o) if Conv is None else Conv(i, o, 3, padding=1)
+
+        self.ops = nn.ModuleList(op(in_dim if l == 0 else W, W) for l in range(depth))
+        self.norms = nn.ModuleList(_norm(cfg, W, self.conv_dim) for _ in range(depth))
+        self.acts = nn.ModuleList(make_activation(cfg, W) for _ in range(depth))
+        self.head = nn.Linear(W, task.n_out)
+        self.skips = nn.ModuleDict()
+        if cfg.residual:
+            for end in self.block_ends():
+                start = end - 1 if end % 2 == 1 else end
+                d_in = in_dim if start == 0 else W
+                if d_in == W:
+                    self.skips[str(end)] = nn.Identity()
+                elif Conv is None:
+                    self.skips[str(end)] = nn.Linear(d_in, W, bias=False)
+                else:
+                    self.skips[str(end)] = Conv(d_in, W, 1, bias=False)
+        self.aux_layers = []
+        self.aux_heads = nn.ModuleDict()
+        if cfg.aux_loss_weight > 0:
+            self.aux_layers = list(range(cfg.aux_every - 1, depth - 1, cfg.aux_every))
+            for l in self.aux_layers:
+                self.aux_heads[str(l)] = nn.Linear(W, task.n_out)
+        for _, w in self.weights():
+            init_weight(w, cfg.init)
+        if cfg.init != "default":
+            for m in [*self.ops, self.head]:
+                nn.init.zeros_(m.bias)
+        self.captured: dict = {}
+        self.aux_out: list = []
+
+    def block_ends(self):
+        """Layers that close a residual block: 1, 3, 5, ... and the last layer."""
+        d = self.cfg.depth
+        return sorted({l for l in range(1, d, 2)} | {d - 1})
+
+    def weights(self):
+        return [(f"ops.{l}.weight", m.weight) for l, m in enumerate(self.ops)] + \
+               [("head.weight", self.head.weight)]
+
+    def features(self, h):
+        """Pool conv feature maps to (N, W) for a linear head."""
+        return h if self.conv_dim == 0 else h.flatten(2).mean(-1)
+
+    def layer(self, l, h):
+        return self.acts[l](self.norms[l](self.ops[l](h)))
+
+    def forward(self, x, capture: bool = False, upto: int | None = None):
+        h = x.flatten(1) if self.conv_dim == 0 else x
+        hs, acts = [], []
+        block_in = h
+        ends = set(self.skips.keys())
+        depth = self.cfg.depth if upto is None else upto
+        self.aux_out = []
+        for l in range(depth):
+            a = self.layer(l, h)
+            h = a + self.skips[str(l)](block_in) if str(l) in ends else a
+            if str(l) in ends:
+                block_in = h
+            if capture:
+                h.retain_grad()
+                hs.append(h)
+                acts.append(a.detach())
+            if str(l) in self.aux_heads and self.training:
+                self.aux_out.append(self.aux_heads[str(l)](self.features(h)))
+        if upto is not None:
+            return h
+        out = self.head(self.features(h))
+        if capture:
+            out.retain_grad()
+            self.captured = {"h": hs + [out], "act": acts}
+        return out
+
+
+class Recurrent(nn.Module):
+    """Stacked rnn / lstm / gru, unrolled in Python so every h_t is a graph node.
+
+    Layer l: input projection x_t W_ih (computed for all t at once), recurrent W_hh, one
+    block of rows per gate. Norm 'layer' normalises the summed pre-activations.
+    """
+
+    GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+    def __init__(self, cfg: RunConfig, task: Task):
+        super().__init__()
+        self.cfg = cfg
+        self.kind = cfg.model
+        self.per_step = task.loss == "xent_seq"
+        G, W = self.GATES[cfg.model], cfg.width
+        in_dim = task.sample_shape[-1]
+        self.w_ih = nn.ModuleList(nn.Linear(in_dim if l == 0 else W, G * W) for l in range(cfg.depth))
+        self.w_hh = nn.ModuleList(nn.Linear(W, G * W, bias=cfg.model == "gru") for _ in range(cfg.depth))
+        self.lns = nn.ModuleList(nn.LayerNorm(G * W) if cfg.norm == "layer" else nn.Identity()
+                                 for _ in range(cfg.depth))
+        self.act = make_activation(cfg, W) if cfg.model == "rnn" else nn.Tanh()
+        self.head = nn.Linear(W, task.n_out)
+        self._init()
+        self.captured: dict = {}
+        self.aux_out: list = []
+
+    def _init(self):
+        cfg, W = self.cfg, self.cfg.width
+        if cfg.init == "default":
+            return
+        for l in range(cfg.depth):
+            if cfg.init == "identity":
+                # IRNN (Le et al. 2015): W_hh = I, small input weights N(0, 0.001^2), zero bias
+                with torch.no_grad():
+                    self.w_hh[l].weight.copy_(torch.eye(W))
+                    self.w_ih[l].weight.normal_(0.0, 0.001)
+            else:
+                for w in (self.w_ih[l].weight, self.w_hh[l].weight):
+                    for g in w.split(W, 0):  # per gate, so fan_out is the gate's width
+                        init_weight(g, cfg.init)
+            nn.init.zeros_(self.w_ih[l].bias)
+            if self.w_hh[l].bias is not None:
+                nn.init.zeros_(self.w_hh[l].bias)
+        init_weight(self.head.weight, "lecun" if cfg.init == "identity" else cfg.init)
+        nn.init.zeros_(self.head.bias)
+
+    def weights(self):
+        out = []
+        for l in range(self.cfg.depth):
+            out += [(f"w_ih.{l}.weight", self.w_ih[l].weight), (f"w_hh.{l}.weight", self.w_hh[l].weight)]
+        return out + [("head.weight", self.head.weight)]
+
+    def cell(self, l, xp, h, c):
+        W = self.cfg.width
+        if self.kind == "rnn":
+            h = self.act(self.lns[l](xp + self.w_hh[l](h)))
+            return h, c
+        if self.kind == "lstm":
+            i, f, g, o = self.lns[l](xp + self.w_hh[l](h)).split(W, -1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c
+        hh = self.w_hh[l](h)
+        if not isinstance(self.lns[l], nn.Identity):
+            xp, hh = self.lns[l](xp), self.lns[l](hh)
+        xr, xz, xn = xp.split(W, -1)
+        hr, hz, hn = hh.split(W, -1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return (1 - z) * n + z * h, c
+
+    def forward(self, x, capture: bool = False):
+        B, T, _ = x.shape
+        W = self.cfg.width
+        seq = x
+        hs_t, acts = [], []
+        for l in range(self.cfg.depth):
+            xp = self.w_ih[l](seq)  # (B, T, G*W) for all steps at once
+            h = x.new_zeros(B, W)
+            c = x.new_zeros(B, W)
+            outs = []
+            for t in range(T):
+                h, c = self.cell(l, xp[:, t], h, c)
+                if capture:
+                    h.retain_grad()
+                outs.append(h)
+            if capture:
+                hs_t.append(outs)
+            seq = torch.stack(outs, 1)
+            if capture:
+                acts.append(seq.detach())
+        out = self.head(seq if self.per_step else seq[:, -1])
+        if capture:
+            out.retain_grad()
+            self.captured = {"h_t": hs_t, "act": acts, "out": out}
+        return out
+
+
+def build_model(cfg: RunConfig, task: Task) -> nn.Module:
+    torch.manual_seed(cfg.seed)
+    if cfg.recurrent:
+        return Recurrent(cfg, task)
+    return FeedForward(cfg, task)
+
+
+def task_loss(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Mean loss over the batch (and time steps for per-step tasks)."""
+    if loss == "mse":
+        return F.mse_loss(out.squeeze(-1), y)
+    if loss == "xent_seq":
+        return F.cross_entropy(out.flatten(0, 1), y.flatten())
+    return F.cross_entropy(out, y)

@@ -1,0 +1,342 @@
+"""One instrumented training run, written to a run directory (DESIGN.md's contract).
+
+`run(cfg, out)` trains with PyTorch Lightning (manual optimisation, so that clipping,
+divergence checks and gradient measurements happen in one place, between backward and
+the optimizer step) from in-memory batches, then writes config.json, metrics.csv,
+gradients.parquet and, last and atomically, summary.json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from vgbench import paths
+from vgbench.config import RunConfig, config_hash
+from vgbench.data import Batches, Task, load_task
+from vgbench.instruments import Recorder, schedule
+from vgbench.models import build_model, task_loss
+
+log = logging.getLogger("vgbench")
+
+
+def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    params = list(params)
+    if cfg.optimizer == "adam":
+        # L2 penalty inside the gradient (torch's Adam weight_decay), same meaning as for SGD
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    momentum = cfg.momentum if cfg.optimizer == "momentum" else 0.0
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, task: Task, split: str, chunk: int = 2000) -> dict:
+    """Loss (mean over examples) and accuracy on a whole split, in eval mode."""
+    was_training = net.training
+    net.eval()
+    x, y = task.x[split], task.y[split]
+    loss_sum, correct, count = 0.0, 0.0, 0
+    for i in range(0, len(y), chunk):
+        xb, yb = x[i:i + chunk], y[i:i + chunk]
+        out = net(xb)
+        loss_sum += float(task_loss(out, yb, task.loss)) * len(yb)
+        if task.loss == "xent":
+            correct += float((out.argmax(-1) == yb).sum())
+        elif task.loss == "xent_seq":  # accuracy on the 10 recalled symbols
+            correct += float((out[:, -10:].argmax(-1) == yb[:, -10:]).float().mean(1).sum())
+        count += len(yb)
+    net.train(was_training)
+    res = {"loss": loss_sum / count}
+    if task.loss != "mse":
+        res["acc"] = correct / count
+    return res
+
+
+def pretrain_greedy(cfg: RunConfig, net, task: Task) -> dict:
+    """Greedy layer-wise autoencoder pretraining (Bengio et al. 2007).
+
+    Layer l is trained as the encoder of an autoencoder of its own input h_{l-1} (computed
+    by the already-trained, frozen layers below it), with a linear decoder and MSE, for
+    cfg.pretrain_steps steps with the run's optimizer family and lr; only layer l and its
+    decoder are in the optimizer. Returns the per-layer reconstruction losses.
+    """
+    batches = iter(Batches(task.x["train"], task.y["train"], cfg.batch_size, cfg.seed + 1_000_003))
+    layers = []
+    for l in range(cfg.depth):
+        x0, _ = next(batches)
+        with torch.no_grad():
+            d_in = net(x0, upto=l).shape[1]
+        decoder = nn.Linear(cfg.width, d_in).to(x0.device)
+        params = [*net.ops[l].parameters(), *net.norms[l].parameters(),
+                  *net.acts[l].parameters(), *decoder.parameters()]
+        opt = make_optimizer(cfg, params)
+        losses = []
+        for _ in range(cfg.pretrain_steps):
+            x, _ = next(batches)
+            with torch.no_grad():
+                inp = net(x, upto=l)
+            loss = nn.functional.mse_loss(decoder(net.layer(l, inp)), inp)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                break
+        k = max(1, min(10, len(losses) // 10))
+        layers.append({"layer": l, "loss_first": float(np.mean(losses[:k])),
+                       "loss_last": float(np.mean(losses[-k:])), "steps": len(losses)})
+    return {"steps": sum(d["steps"] for d in layers), "layers": layers}
+
+
+class VGModule(pl.LightningModule):
+    """The training step: forward, backward, measure, clip, check, step."""
+
+    def __init__(self, cfg: RunConfig, task: Task, net: nn.Module, recorder: Recorder):
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg, self.task, self.net, self.rec = cfg, task, net, recorder
+        self.record_at = set(recorder.steps)
+        self.step_i = 0
+        n = max(cfg.steps, 1)
+        self.loss_buf = torch.zeros(n)
+        self.gnorm_buf = torch.zeros(n)
+        self.rows: list[tuple] = []      # (step, split, metric, value)
+        self.diverged_at: int | None = None
+        self._last_eval = 0
+        self._params = [p for p in net.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        return make_optimizer(self.cfg, self.net.parameters())
+
+    def backward_on(self, batch, step: int, capture: bool):
+        """Loss and total gradient norm of one batch; measured into the recorder if capture."""
+        x, y = batch
+        for p in self._params:
+            p.grad = None
+        out = self.net(x, capture=capture)
+        loss = task_loss(out, y, self.task.loss)
+        total_loss = loss
+        if self.net.aux_out:
+            total_loss = loss + self.cfg.aux_loss_weight * sum(
+                task_loss(a, y, self.task.loss) for a in self.net.aux_out)
+        total_loss.backward()
+        grads = [p.grad for p in self._params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        if capture:
+            self.rec.record(step, self.net)
+        return total_loss.detach(), norm
+
+    def log_eval(self, step: int) -> None:
+        if step > self._last_eval:
+            window = slice(self._last_eval, step)
+            self.rows.append((step, "train", "loss", float(self.loss_buf[window].mean())))
+            self.rows.append((step, "train", "grad_norm_max", float(self.gnorm_buf[window].max())))
+        self._last_eval = step
+        for k, v in evaluate(self.net, self.task, "val").items():
+            self.rows.append((step, "val", k, v))
+
+    def training_step(self, batch, batch_idx):
+        s = self.step_i
+        if s == 0:
+            self.log_eval(0)
+        loss, norm = self.backward_on(batch, s, s in self.record_at)
+        if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
+            self.diverged_at = s
+            self.trainer.should_stop = True
+            return None
+        if self.cfg.clip_norm is not None:
+            torch.nn.utils.clip_grads_with_norm_(self._params, self.cfg.clip_norm, norm, foreach=True)
+        self.optimizers().step()
+        self.loss_buf[s] = loss
+        self.gnorm_buf[s] = norm
+        self.step_i = s + 1
+        if self.step_i % self.cfg.eval_every == 0 or self.step_i == self.cfg.steps:
+            self.log_eval(self.step_i)
+        return None
+
+
+def _versions() -> dict:
+    import pytorch_lightning
+    import vgbench
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "pytorch_lightning": pytorch_lightning.__version__, "numpy": np.__version__,
+            "vgbench": vgbench.__version__}
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=cwd,
+                              capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def _json_safe(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _device() -> torch.device:
+    want = os.environ.get("VGBENCH_ACCELERATOR", "auto")
+    if want in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class _Wandb:
+    """Optional Weights & Biases tracking (offline unless WANDB_MODE says otherwise).
+    Every call is guarded: a missing or failing wandb never fails a run."""
+
+    def __init__(self, cfg: RunConfig, out: Path, name: str, group: str, tags: tuple):
+        self.logger = None
+        mode = os.environ.get("WANDB_MODE", "offline")
+        if mode == "disabled":
+            return
+        try:
+            os.environ.setdefault("WANDB_SILENT", "true")
+            from pytorch_lightning.loggers import WandbLogger
+            self.logger = WandbLogger(project=os.environ.get("WANDB_PROJECT", "vgbench"), name=name,
+                                      group=group, tags=list(tags), save_dir=str(out),
+                                      mode=mode, config=cfg.to_dict())
+            _ = self.logger.experiment  # start now, so a failure is caught here
+        except Exception as e:  # noqa: BLE001 - tracking is optional by design
+            log.warning("wandb disabled for this run: %s", e)
+            self.logger = None
+
+    def finish(self, metrics: pd.DataFrame, summary: dict) -> None:
+        if self.logger is None:
+            return
+        try:
+            exp = self.logger.experiment
+            wide = metrics.assign(key=metrics.split + "/" + metrics.metric).pivot_table(
+                index="step", columns="key", values="value")
+            for step, row in wide.iterrows():
+                exp.log({k: v for k, v in row.items() if pd.notna(v)}, step=int(step))
+            exp.summary.update({k: v for k, v in _flatten(summary).items() if v is not None})
+            exp.finish()
+        except Exception as e:  # noqa: BLE001
+            log.warning("wandb logging failed (results on disk are unaffected): %s", e)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "/"))
+        elif isinstance(v, (int, float, str)) or v is None:
+            out[key] = v
+    return out
+
+
+def prepare_dir(out: Path, force: bool) -> None:
+    """A complete run is never overwritten unless forced; a partial one is cleared."""
+    if paths.is_complete(out) and not force:
+        raise FileExistsError(f"{out} holds a complete run (summary.json); use --force to retrain it")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
+        threads: int | None = None) -> dict:
+    """Train one run into `out`; returns the summary dict."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    prepare_dir(out, force)
+    threads = threads or int(os.environ.get("VGBENCH_THREADS", "1"))
+    torch.set_num_threads(threads)
+    cond = config_hash(cfg.condition())
+    write_json_atomic(out / paths.CONFIG, {"config": cfg.to_dict(), "run_id": out.name,
+                                           "condition_id": cond, "config_hash": config_hash(cfg.to_dict()),
+                                           "versions": _versions(), "commit": git_commit()})
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*Your `IterableDataset` has `__len__`.*")
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    pl.seed_everything(cfg.seed, verbose=False)
+    device = _device()
+    task = load_task(cfg).to(device)
+    net = build_model(cfg, task).to(device)
+    pre = pretrain_greedy(cfg, net, task) if cfg.pretrain == "greedy_ae" else None
+
+    sched = schedule(cfg.steps, cfg.record_points)
+    rec = Recorder(net, sched, cfg.activation, cfg.recurrent)
+    module = VGModule(cfg, task, net, rec)
+    wb = _Wandb(cfg, out, out.name, cond, tags)
+    batches = Batches(task.x["train"], task.y["train"], cfg.batch_size, cfg.seed)
+    stream = iter(batches)
+    net.train()
+    if cfg.steps > 0:
+        trainer = pl.Trainer(max_steps=cfg.steps, max_epochs=-1, logger=wb.logger or False,
+                             accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+                             enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, num_sanity_val_steps=0,
+                             limit_val_batches=0, log_every_n_steps=max(cfg.steps, 1))
+        trainer.fit(module, train_dataloaders=batches)
+    else:
+        module.log_eval(0)
+    if module.diverged_at is None:
+        # the last measurement: gradients after `steps` updates, on a fresh batch, no update
+        loss, norm = module.backward_on(next(stream), cfg.steps, True)
+        if not bool(torch.isfinite(loss) & torch.isfinite(norm)):
+            module.diverged_at = cfg.steps
+    net.zero_grad(set_to_none=True)
+
+    final = {}
+    for split in ("val", "test"):
+        for k, v in evaluate(net, task, split).items():
+            final[f"{split}/{k}"] = v
+            module.rows.append((module.step_i, split, k, v))
+    if module.step_i > 0:
+        tail = module.loss_buf[max(0, module.step_i - cfg.eval_every):module.step_i]
+        final["train/loss"] = float(tail.mean())
+    metrics = pd.DataFrame(module.rows, columns=["step", "split", "metric", "value"])
+    metrics.to_csv(out / paths.METRICS, index=False)
+    rec.frame().to_parquet(out / paths.GRADIENTS, index=False)
+
+    summary = {
+        "run_id": out.name,
+        "condition_id": cond,
+        "status": "diverged" if module.diverged_at is not None else "ok",
+        "diverged_at_step": module.diverged_at,
+        "final": final,
+        "grad_ratio_init": rec.ratio(0),
+        "grad_ratio_final": rec.ratio(cfg.steps) if rec.filled[-1] else None,
+        "max_grad_norm": float(module.gnorm_buf[:max(module.step_i, 1)].max()) if module.step_i else None,
+        "steps": module.step_i,
+        "pretrain_steps": pre["steps"] if pre else 0,
+        "pretrain": pre,
+        "baseline": {"value": task.baseline, "metric": task.baseline_metric},
+        "wall_s": time.perf_counter() - t0,
+        "device": str(device),
+    }
+    wb.finish(metrics, summary)
+    write_json_atomic(out / paths.SUMMARY, summary)
+    return summary
