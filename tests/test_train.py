@@ -1,0 +1,107 @@
+"""One run end to end: the run-directory contract, determinism, divergence, W&B."""
+import json
+
+import pandas as pd
+import pytest
+
+from vgbench import cli, paths
+from vgbench.config import load
+from vgbench.instruments import schedule
+from vgbench.train import run
+
+
+def test_run_directory_contract(tmp_path, tiny):
+    s = run(load(tiny), tmp_path / "r")
+    d = tmp_path / "r"
+    assert sorted(p.name for p in d.iterdir()) == sorted([paths.CONFIG, paths.METRICS, paths.GRADIENTS, paths.SUMMARY])
+    cfg = json.loads((d / paths.CONFIG).read_text())
+    assert cfg["config"] == load(tiny).to_dict() and "torch" in cfg["versions"]
+    m = pd.read_csv(d / paths.METRICS)
+    assert list(m.columns) == ["step", "split", "metric", "value"]
+    assert set(m.split) == {"train", "val", "test"}
+    g = pd.read_parquet(d / paths.GRADIENTS)
+    assert list(g.columns) == ["step", "kind", "index", "name", "value"]
+    assert set(g.kind) == {"weight_grad", "signal", "saturation"}
+    assert sorted(g.step.unique()) == schedule(20, 4) and g.step.min() == 0 and g.step.max() == 20
+    w0 = g[(g.kind == "weight_grad") & (g.step == 0)].sort_values("index")
+    assert list(w0.name) == ["ops.0.weight", "ops.1.weight", "ops.2.weight", "head.weight"]
+    assert s["grad_ratio_init"] == pytest.approx(w0.value.iloc[0] / w0.value.iloc[-1])
+    assert s["status"] == "ok" and s["steps"] == 20 and s["diverged_at_step"] is None
+    assert 0 <= s["final"]["test/acc"] <= 1
+
+
+def test_same_seed_identical_metrics(tmp_path, tiny):
+    run(load(tiny), tmp_path / "a")
+    run(load(tiny), tmp_path / "b")
+    run(load({**tiny, "seed": 1}), tmp_path / "c")
+    a, b, c = ((tmp_path / x / paths.METRICS).read_text() for x in "abc")
+    assert a == b and a != c
+
+
+def test_huge_lr_is_recorded_as_diverged(tmp_path, tiny):
+    code = cli.main(["train", "--set", "lr=1e6", "--set", "activation=relu", "--set", "steps=50",
+                     "--set", "depth=3", "--set", "width=16", "--out", str(tmp_path / "r")])
+    assert code == 0
+    s = json.loads((tmp_path / "r" / paths.SUMMARY).read_text())
+    assert s["status"] == "diverged" and 0 <= s["diverged_at_step"] < 50
+
+
+def test_steps_zero_measures_init_only(tmp_path, tiny):
+    s = run(load({**tiny, "steps": 0}), tmp_path / "r")
+    g = pd.read_parquet(tmp_path / "r" / paths.GRADIENTS)
+    assert set(g.step) == {0} and s["steps"] == 0 and s["grad_ratio_init"] > 0
+
+
+def test_recurrent_records_hidden_t(tmp_path):
+    cfg = load({"task": "adding", "model": "lstm", "depth": 2, "width": 8, "steps": 5,
+                "task_args": {"seq_len": 15, "n_train": 200, "n_val": 50, "n_test": 50}})
+    run(cfg, tmp_path / "r")
+    g = pd.read_parquet(tmp_path / "r" / paths.GRADIENTS)
+    h = g[(g.kind == "hidden_t") & (g.step == 0)]
+    assert sorted(h["index"].unique()) == list(range(15)) and set(h.name) == {"layer0", "layer1"}
+    # loss only at the last step: the gradient reaching h_t shrinks going back in time
+    top = h[h.name == "layer1"].sort_values("index").value.to_numpy()
+    assert top[-1] > top[0]
+
+
+def test_dead_units_recorded_for_relu(tmp_path, tiny):
+    run(load({**tiny, "activation": "relu"}), tmp_path / "r")
+    g = pd.read_parquet(tmp_path / "r" / paths.GRADIENTS)
+    d = g[g.kind == "dead"]
+    assert len(d) and d.value.between(0, 1).all()
+
+
+def test_complete_run_is_not_overwritten_partial_is_redone(tmp_path, tiny, capsys):
+    out = tmp_path / "r"
+    run(load(tiny), out)
+    before = (out / paths.SUMMARY).read_text()
+    assert cli.main(["train", "--set", "depth=3", "--out", str(out)]) == 2
+    assert "complete run" in capsys.readouterr().err and (out / paths.SUMMARY).read_text() == before
+    (out / paths.SUMMARY).unlink()                   # a killed run: no summary
+    (out / "stale.tmp").write_text("x")
+    run(load(tiny), out)
+    assert paths.is_complete(out) and not (out / "stale.tmp").exists()
+
+
+def test_wandb_offline_run_has_history(tmp_path, tiny, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run(load(tiny), tmp_path / "r")
+    runs = list((tmp_path / "r" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    files = {p.name for p in runs[0].rglob("*")}
+    assert any(f.endswith(".wandb") for f in files)
+    assert (tmp_path / "r" / paths.SUMMARY).is_file()
+
+
+def test_broken_wandb_never_fails_a_run(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "not-a-mode")
+    s = run(load(tiny), tmp_path / "r")
+    assert s["status"] == "ok"
+
+
+def test_bench_prints_ratio_last(capsys):
+    assert cli.main(["bench", "--steps", "30", "--depth", "3", "--width", "16"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("instrumented/bare steps-per-second ratio: ")
+    assert float(last.rsplit(" ", 1)[1]) > 0
