@@ -65,13 +65,14 @@ def evaluate(net: nn.Module, task: Task, split: str, chunk: int = 2000) -> dict:
     return res
 
 
-def pretrain_greedy(cfg: RunConfig, net, task: Task) -> dict:
+def pretrain_greedy(cfg: RunConfig, net, task: Task, on_layer_done=None) -> dict:
     """Greedy layer-wise autoencoder pretraining (Bengio et al. 2007).
 
     Layer l is trained as the encoder of an autoencoder of its own input h_{l-1} (computed
     by the already-trained, frozen layers below it), with a linear decoder and MSE, for
     cfg.pretrain_steps steps with the run's optimizer family and lr; only layer l and its
     decoder are in the optimizer. Returns the per-layer reconstruction losses.
+    on_layer_done(l, net), if given, is called after layer l's phase (tests use it).
     """
     batches = iter(Batches(task.x["train"], task.y["train"], cfg.batch_size, cfg.seed + 1_000_003))
     layers = []
@@ -98,6 +99,8 @@ def pretrain_greedy(cfg: RunConfig, net, task: Task) -> dict:
         k = max(1, min(10, len(losses) // 10))
         layers.append({"layer": l, "loss_first": float(np.mean(losses[:k])),
                        "loss_last": float(np.mean(losses[-k:])), "steps": len(losses)})
+        if on_layer_done is not None:
+            on_layer_done(l, net)
     return {"steps": sum(d["steps"] for d in layers), "layers": layers}
 
 

@@ -1,0 +1,195 @@
+"""Mechanism tests: each mitigation knob acts where it claims (issue 4). Each test fails
+if its knob is a no-op or wired to the wrong place."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vgbench.config import load
+from vgbench.data import load_task
+from vgbench.models import build_model, task_loss
+from vgbench.train import make_optimizer, pretrain_greedy, run
+
+_tasks = {}
+
+
+def task_of(cfg):
+    key = (cfg.task, tuple(sorted(cfg.task_args.items())))
+    if key not in _tasks:
+        _tasks[key] = load_task(cfg)
+    return _tasks[key]
+
+
+def net_of(**kw):
+    cfg = load(kw)
+    return cfg, build_model(cfg, task_of(cfg))
+
+
+def signal_at_init(net, cfg, n=200):
+    t = task_of(cfg)
+    out = net(t.x["train"][:n], capture=True)
+    loss = task_loss(out, t.y["train"][:n], t.loss)
+    if net.aux_out:
+        loss = loss + cfg.aux_loss_weight * sum(task_loss(a, t.y["train"][:n], t.loss) for a in net.aux_out)
+    loss.backward()
+    return [h.grad.norm().item() for h in net.captured["h"]]
+
+
+@pytest.mark.parametrize("scheme,std", [
+    ("normal", lambda i, o: 1.0), ("lecun", lambda i, o: math.sqrt(1 / i)),
+    ("xavier", lambda i, o: math.sqrt(2 / (i + o))), ("he", lambda i, o: math.sqrt(2 / i)),
+    ("default", lambda i, o: 1 / math.sqrt(3 * i))])          # U[+-1/sqrt(fan_in)]
+def test_init_std_matches_formula(scheme, std):
+    _, net = net_of(depth=3, width=256, init=scheme)
+    for name, w in net.weights():
+        fan_out, fan_in = w.shape
+        assert w.std().item() == pytest.approx(std(fan_in, fan_out), rel=0.06), name
+
+
+def test_init_std_conv_uses_kernel_fan_in():
+    _, net = net_of(model="cnn", depth=3, width=64, init="he")
+    w = net.ops[1].weight                          # (64, 64, 3): fan_in = 192
+    assert w.std().item() == pytest.approx(math.sqrt(2 / 192), rel=0.06)
+
+
+def test_orthogonal_init():
+    _, net = net_of(depth=3, width=64, init="orthogonal")
+    for name, w in net.weights():
+        m = w if w.shape[0] >= w.shape[1] else w.T    # orthonormal columns of the tall side
+        assert torch.allclose(m.T @ m, torch.eye(m.shape[1]), atol=1e-5), name
+
+
+def test_prelu_slopes_learn_and_leaky_slope_is_configured():
+    cfg, net = net_of(depth=3, width=16, activation="prelu", optimizer="adam", lr=0.01)
+    before = [a.weight.detach().clone() for a in net.acts]
+    assert all(torch.all(b == 0.25) for b in before)
+    t = task_of(cfg)
+    opt = make_optimizer(cfg, net.parameters())
+    for _ in range(5):
+        loss = task_loss(net(t.x["train"][:100]), t.y["train"][:100], t.loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(not torch.equal(b, a.weight) for b, a in zip(before, net.acts))
+    _, leaky = net_of(depth=2, width=8, activation="leaky_relu", leaky_relu_slope=0.2)
+    assert all(a.negative_slope == 0.2 for a in leaky.acts)
+    assert leaky.acts[0](torch.tensor([-1.0])).item() == pytest.approx(-0.2)
+
+
+def test_batch_norm_batch_stats_in_training_running_stats_in_eval():
+    cfg, net = net_of(depth=2, width=16, norm="batch")
+    x = task_of(cfg).x["train"][:64]
+    net.train()
+    z = net.norms[0](net.ops[0](x.flatten(1)))
+    assert z.mean(0).abs().max() < 1e-5 and (z.var(0, unbiased=False) - 1).abs().max() < 1e-3
+    # training: one example's output depends on its batch; eval: it does not
+    assert not torch.allclose(net(x)[:1], net(x[:2])[:1])
+    net.eval()
+    assert torch.allclose(net(x)[:1], net(x[:2])[:1], atol=1e-6)
+    assert net.norms[0].running_mean.abs().sum() > 0   # updated by the training passes
+
+
+def test_clip_norm_bounds_what_the_optimizer_sees(tmp_path, monkeypatch):
+    seen = []
+    orig = torch.optim.SGD.step
+
+    def spy(self, *a, **k):
+        g = [p.grad for grp in self.param_groups for p in grp["params"] if p.grad is not None]
+        seen.append(torch.nn.utils.get_total_norm(g).item())
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    base = {"depth": 4, "width": 32, "activation": "relu", "init": "normal", "lr": 1e-4, "steps": 30,
+            "record_points": 3}
+    run(load({**base, "clip_norm": 0.5}), tmp_path / "clip")
+    clipped, seen[:] = list(seen), []
+    run(load(base), tmp_path / "free")
+    assert len(clipped) == 30 and max(clipped) <= 0.5 * (1 + 1e-5)
+    assert max(seen) > 0.5                                  # the threshold was binding
+
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum"])
+def test_weight_decay_shrinks_weights_by_expected_factor(opt):
+    cfg, net = net_of(depth=2, width=8, lr=0.1, weight_decay=0.01, optimizer=opt)
+    o = make_optimizer(cfg, net.parameters())
+    w0 = net.ops[0].weight.detach().clone()
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)                         # zero data gradient
+    o.step()
+    assert torch.allclose(net.ops[0].weight, w0 * (1 - 0.1 * 0.01), atol=1e-7)
+
+
+def test_sigmoid_grad_c_same_forward_bigger_backward():
+    cfg0, n0 = net_of(depth=6, width=32)
+    cfg1, n1 = net_of(depth=6, width=32, sigmoid_grad_c=0.1)
+    x = task_of(cfg0).x["train"][:50]
+    assert torch.equal(n0(x), n1(x))                        # same weights, same output
+    s0, s1 = signal_at_init(n0, cfg0), signal_at_init(n1, cfg1)
+    assert s1[0] / s1[-2] > 2 * s0[0] / s0[-2]              # less decay towards the input
+
+
+def test_residual_skip_matters_and_keeps_signal_flowing():
+    cfg, net = net_of(depth=20, width=64, residual=True, activation="relu", init="he")
+    x = task_of(cfg).x["train"][:50]
+    y = net(x)
+    plain_same_weights = copy.deepcopy(net)
+    plain_same_weights.skips.clear()
+    assert not torch.allclose(y, plain_same_weights(x))
+    for act in ("sigmoid", "tanh"):
+        cfg_p, plain = net_of(depth=20, width=64, activation=act)
+        cfg_r, res = net_of(depth=20, width=64, activation=act, residual=True)
+        sp, sr = signal_at_init(plain, cfg_p), signal_at_init(res, cfg_r)
+        # |log10(h_1 / h_L)|: orders of magnitude lost from the top hidden layer to the first
+        lp, lr = abs(math.log10(sp[0] / sp[-2])), abs(math.log10(sr[0] / sr[-2]))
+        assert lr < 0.25 * lp and lr < 1.0, act
+
+
+def test_greedy_pretraining_reconstruction_falls_and_freezes_earlier_layers():
+    cfg, net = net_of(depth=3, width=32, pretrain="greedy_ae", pretrain_steps=150, optimizer="adam", lr=0.01)
+    snaps = []
+    info = pretrain_greedy(cfg, net, task_of(cfg),
+                           on_layer_done=lambda l, n: snaps.append([o.weight.detach().clone() for o in n.ops]))
+    assert info["steps"] == 450 and len(info["layers"]) == 3
+    for layer in info["layers"]:
+        assert layer["loss_last"] < 0.7 * layer["loss_first"], layer
+    for l in range(3):
+        for k in range(l):              # layers below l did not move during l's phase
+            assert torch.equal(snaps[l][k], snaps[l - 1][k])
+        for k in range(l + 1, 3):       # layers above l were not touched yet
+            assert torch.equal(snaps[l][k], snaps[0][k])
+        if l:
+            assert not torch.equal(snaps[l][l], snaps[l - 1][l])
+
+
+def test_pretrain_steps_reported_separately(tmp_path):
+    s = run(load({"depth": 2, "width": 16, "pretrain": "greedy_ae", "pretrain_steps": 20, "steps": 10,
+                  "record_points": 2}), tmp_path / "r")
+    assert s["pretrain_steps"] == 40 and s["steps"] == 10
+
+
+def test_aux_heads_strengthen_early_signal():
+    cfg0, n0 = net_of(depth=12, width=32)
+    cfg1, n1 = net_of(depth=12, width=32, aux_loss_weight=0.3, aux_every=3)
+    assert n1.aux_layers == [2, 5, 8]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(n0.weights(), n1.weights()))
+    s0, s1 = signal_at_init(n0, cfg0), signal_at_init(n1, cfg1)
+    assert s1[0] > 10 * s0[0] and s1[-1] == pytest.approx(s0[-1])
+
+
+def test_aux_heads_off_in_eval_and_reported_accuracy_is_main_head():
+    cfg, net = net_of(depth=6, width=16, aux_loss_weight=0.3)
+    x = task_of(cfg).x["train"][:10]
+    net.eval()
+    net(x)
+    assert net.aux_out == []
+
+
+def test_irnn_identity_recurrent_matrix():
+    cfg, net = net_of(model="rnn", task="adding", activation="relu", init="identity", width=16, depth=2,
+                      task_args={"n_train": 10, "n_val": 10, "n_test": 10})
+    for l in range(2):
+        assert torch.equal(net.w_hh[l].weight, torch.eye(16))
+        assert net.w_ih[l].weight.std().item() < 0.01
+    assert isinstance(net.act, torch.nn.ReLU)
