@@ -31,6 +31,32 @@ def _bench(args) -> int:
     return bench_main(args)
 
 
+def _grid(args) -> int:
+    from vgbench import grid
+    prof = grid.load_profile(args.profile)
+    tune, final = grid.tune_specs(prof), grid.final_specs(prof, {})
+    specs = {"tune": tune, "final": final, "all": tune + final}[args.stage]
+    if args.jobs:
+        for job, runs in grid.jobs(specs).items():
+            print(f"{job}\t{len(runs)} runs")
+    else:
+        for s in specs:
+            print(s.run_id)
+    tuned = sum(bool(s.lr_grid) for s in prof.studies.values())
+    print(f"# profile {prof.name} ({prof.hash}): {len(prof.studies)} studies, {len(tune)} tuning runs, "
+          f"{len(final)} final runs in {len(grid.jobs(final))} jobs"
+          + (f"; {tuned} studies tune lr, so their final run ids depend on the selected lr" if tuned else ""),
+          file=sys.stderr)
+    return 0
+
+
+def _stage(module: str):
+    def call(args) -> int:
+        import importlib
+        return importlib.import_module(f"vgbench.{module}").main(args)
+    return call
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vgbench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -43,6 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="retrain even if the run is complete")
     t.add_argument("--tag", action="append", default=[], help="W&B tag (repeatable)")
     t.set_defaults(func=_train)
+
+    g = sub.add_parser("grid", help="list the runs a profile expands to")
+    g.add_argument("profile", help="configs/<profile>.yaml")
+    g.add_argument("--stage", choices=("tune", "final", "all"), default="all")
+    g.add_argument("--jobs", action="store_true", help="list Snakemake jobs (stage-study-variant) instead")
+    g.set_defaults(func=_grid)
+
+    j = sub.add_parser("run-job", help="train the missing runs of one pipeline job (stage-study-variant)")
+    j.add_argument("profile")
+    j.add_argument("--stage", choices=("tune", "final"), required=True)
+    j.add_argument("--job", required=True)
+    j.add_argument("--results", default="results")
+    j.add_argument("--selected", help="results/tuning/selected_lr.csv (final stage of tuned studies)")
+    j.set_defaults(func=_stage("run_job"))
+
+    s = sub.add_parser("select-lr", help="pick each condition's lr from the tuning runs")
+    s.add_argument("profile")
+    s.add_argument("--results", default="results")
+    s.set_defaults(func=_stage("select_lr"))
+
+    a = sub.add_parser("aggregate", help="run directories -> results/aggregate/{runs,curves}.parquet")
+    a.add_argument("profile")
+    a.add_argument("--results", default="results")
+    a.set_defaults(func=_stage("aggregate"))
 
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
     b.add_argument("--steps", type=int, default=2000)
@@ -60,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except FileNotFoundError as e:
+        print(f"vgbench {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

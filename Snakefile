@@ -1,0 +1,18 @@
+# vgbench: one command from a profile to the paper.
+#   snakemake --cores 2 --configfile configs/smoke.yaml
+# The profile is read from the file named by the last --configfile (default
+# configs/default.yaml) by vgbench.grid, not from Snakemake's merged `config`, so a
+# smoke run never inherits the default profile's studies.
+configfile: "configs/default.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        f"{R}/aggregate/runs.parquet",
+        f"{R}/aggregate/curves.parquet",
+    default_target: True

@@ -1,0 +1,93 @@
+"""`vgbench aggregate`: every run directory of a profile -> two Parquet tables.
+
+runs.parquet   one row per run (tuning and final; column `stage`): ids, study, variant,
+               axis labels, the resolved config (task_args flattened as task_args.<k>),
+               and the summary (status, final metrics as final.<split>/<metric>, ...).
+curves.parquet the final runs' gradients.parquet and metrics.csv stacked, long format:
+               run_id, condition_id, study, variant, step, kind, index, name, value;
+               metrics appear as kind "metric", name "<split>/<metric>", index -1.
+Fails, naming them, if any expected run is missing or incomplete.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from vgbench import grid, paths
+from vgbench.select_lr import read_selected
+
+
+def expected(profile: grid.Profile, results: str | Path) -> list[grid.RunSpec]:
+    sel_csv = Path(results) / "tuning" / "selected_lr.csv"
+    tuned = any(s.lr_grid for s in profile.studies.values())
+    if tuned and not sel_csv.is_file():
+        raise FileNotFoundError(f"{sel_csv} is missing: run the tune and select_lr stages first")
+    selected = read_selected(sel_csv) if tuned else {}
+    return grid.tune_specs(profile) + grid.final_specs(profile, selected)
+
+
+def _row(spec: grid.RunSpec, summary: dict) -> dict:
+    row = {"run_id": spec.run_id, "study": spec.study, "variant": spec.variant, "stage": spec.stage,
+           "condition_id": spec.condition_id, "tune_key": spec.tune_key,
+           "labels": json.dumps(dict(spec.labels), default=str)}
+    for k, v in spec.cfg.to_dict().items():
+        if k == "task_args":
+            for a, b in v.items():
+                row[f"task_args.{a}"] = b
+        else:
+            row[k] = v
+    for k, v in summary.items():
+        if k == "final":
+            for m, x in v.items():
+                row[f"final.{m}"] = x
+        elif k == "baseline":
+            row["baseline_value"], row["baseline_metric"] = v["value"], v["metric"]
+        elif k not in ("run_id", "condition_id", "pretrain"):
+            row[k] = v
+    return row
+
+
+def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    specs = expected(profile, results)
+    missing = [s.run_id for s in specs if not paths.is_complete(paths.run_dir(s.run_id, results))]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(specs)} expected runs are missing or incomplete "
+                                f"(no summary.json), e.g. {', '.join(missing[:5])}")
+    rows, curves = [], []
+    for spec in specs:
+        d = paths.run_dir(spec.run_id, results)
+        rows.append(_row(spec, json.loads((d / paths.SUMMARY).read_text())))
+        if spec.stage != "final":
+            continue
+        g = pd.read_parquet(d / paths.GRADIENTS)
+        m = pd.read_csv(d / paths.METRICS)
+        m = pd.DataFrame({"step": m.step, "kind": "metric", "index": -1,
+                          "name": m.split + "/" + m.metric, "value": m.value})
+        c = pd.concat([g, m], ignore_index=True)
+        c.insert(0, "run_id", spec.run_id)
+        c.insert(1, "condition_id", spec.condition_id)
+        c.insert(2, "study", spec.study)
+        c.insert(3, "variant", spec.variant)
+        curves.append(c)
+    runs = pd.DataFrame(rows)
+    cur = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
+        columns=["run_id", "condition_id", "study", "variant", "step", "kind", "index", "name", "value"])
+    for col in ("run_id", "condition_id", "study", "variant", "kind", "name"):
+        cur[col] = cur[col].astype("category")
+    return runs, cur
+
+
+def main(args) -> int:
+    profile = grid.load_profile(args.profile)
+    runs, curves = aggregate(profile, args.results)
+    out = Path(args.results) / "aggregate"
+    out.mkdir(parents=True, exist_ok=True)
+    runs.to_parquet(out / "runs.parquet", index=False)
+    curves.to_parquet(out / "curves.parquet", index=False)
+    fin = runs[runs.stage == "final"]
+    n_div = int((fin.status == "diverged").sum())
+    print(f"aggregate: {len(runs)} runs found ({len(fin)} final: {len(fin) - n_div} ok, {n_div} diverged; "
+          f"{len(runs) - len(fin)} tuning) -> {out}")
+    return 0

@@ -1,0 +1,240 @@
+"""Benchmark profiles -> RunSpecs with stable, readable run ids.
+
+A profile (configs/<name>.yaml) is
+    profile: smoke                  # a name
+    defaults: {steps: 200, ...}     # under every study's base (optional)
+    tune_seeds: [100]               # seeds of the LR-tuning stage (optional)
+    studies:
+      <study>:
+        base: {...}                 # a run config (DESIGN.md's vocabulary)
+        variants: {name: {...}}     # conditions as overrides of base, one at a time
+        axes: {depth: [4, 20]}      # lists of values, crossed with each other and the variants
+        seeds: 5                    # a count (0..n-1) or a list
+        lr_grid: [0.01, 0.1, 1.0]   # optional: tune lr per condition on the validation split
+        tune_steps: 500             # optional: steps of the tuning runs (default: the run's)
+Axis keys may be dotted (`task_args.seq_len`). The Snakefile and `vgbench grid` both expand
+a profile through `expand()` / `tune_specs()` / `final_specs()` here, so the set of runs has
+one definition. A run id is `<study>-<variant>-<axis values>-s<seed>-<hash>`, the hash
+being sha256 of the resolved config: the same config gets the same id on any machine.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vgbench.config import ConfigError, RunConfig, _unknown, config_hash, load, merge, read_yaml
+
+PROFILE_KEYS = ("profile", "description", "defaults", "tune_seeds", "studies")
+STUDY_KEYS = ("description", "base", "variants", "axes", "seeds", "lr_grid", "tune_steps", "tune_seeds")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: str
+    study: str
+    variant: str
+    stage: str                   # "tune" | "final"
+    labels: tuple                # ((axis, value), ...) as crossed
+    cfg: RunConfig
+    job: str = ""                # the Snakemake job that trains it: one per (stage, study, variant)
+    tune_key: str = ""           # condition minus lr: what LR selection groups by
+
+    @property
+    def condition_id(self) -> str:
+        return config_hash(self.cfg.condition())
+
+
+@dataclass
+class Study:
+    name: str
+    base: dict
+    variants: dict
+    axes: dict
+    seeds: list
+    lr_grid: list
+    tune_steps: int | None
+    tune_seeds: list
+
+
+@dataclass
+class Profile:
+    name: str
+    path: str
+    studies: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.raw)
+
+
+def _slug(v: Any) -> str:
+    s = re.sub(r"[^A-Za-z0-9.]+", "", str(v).replace("_", ""))
+    return s[:12] or "x"
+
+
+def _nest(key: str, value) -> dict:
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _seeds(v, where: str) -> list:
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+        return list(range(v))
+    if isinstance(v, list) and v and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v):
+        if len(set(v)) != len(v):
+            raise ConfigError(f"{where}: seeds repeat: {v}")
+        return list(v)
+    raise ConfigError(f"{where}: seeds must be a positive count or a non-empty list of integers >= 0, got {v!r}")
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a profile; every run it implies is validated too (ConfigError
+    naming the study and the run otherwise)."""
+    raw = read_yaml(path)
+    for k in raw:
+        if k not in PROFILE_KEYS:
+            raise _unknown(k, PROFILE_KEYS, f"profile {path}")
+    studies_raw = raw.get("studies")
+    if not isinstance(studies_raw, dict) or not studies_raw:
+        raise ConfigError(f"profile {path}: 'studies' must be a non-empty mapping of study names")
+    defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"profile {path}: 'defaults' must be a mapping")
+    prof = Profile(name=str(raw.get("profile", Path(path).stem)), path=str(path), raw=raw)
+    for name, s in studies_raw.items():
+        where = f"study '{name}'"
+        if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)):
+            raise ConfigError(f"{where}: study names use letters, digits and _ only")
+        if not isinstance(s, dict):
+            raise ConfigError(f"{where}: expected a mapping with base/variants/axes/seeds")
+        for k in s:
+            if k not in STUDY_KEYS:
+                raise _unknown(k, STUDY_KEYS, where)
+        variants = s.get("variants") or {"base": {}}
+        if not isinstance(variants, dict):
+            raise ConfigError(f"{where}: 'variants' must be a mapping name -> overrides")
+        for v, over in variants.items():
+            if not re.fullmatch(r"[A-Za-z0-9_]+", str(v)):
+                raise ConfigError(f"{where}: variant name {v!r} must use letters, digits and _ only")
+            if over is not None and not isinstance(over, dict):
+                raise ConfigError(f"{where}: variant '{v}' must be a mapping of overrides")
+        axes = s.get("axes") or {}
+        if not isinstance(axes, dict):
+            raise ConfigError(f"{where}: 'axes' must be a mapping key -> list of values")
+        for k, vals in axes.items():
+            if not isinstance(vals, list) or not vals:
+                raise ConfigError(f"{where}: axis '{k}' must be a non-empty list, got {vals!r}")
+            if len({repr(v) for v in vals}) != len(vals):
+                raise ConfigError(f"{where}: axis '{k}' repeats a value: {vals}")
+        lr_grid = s.get("lr_grid") or []
+        if not isinstance(lr_grid, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0
+                                                for x in lr_grid):
+            raise ConfigError(f"{where}: lr_grid must be a list of numbers > 0, got {lr_grid!r}")
+        if "lr" in axes and lr_grid:
+            raise ConfigError(f"{where}: 'lr' is both an axis and tuned by lr_grid; use one")
+        tune_steps = s.get("tune_steps")
+        if tune_steps is not None and (isinstance(tune_steps, bool) or not isinstance(tune_steps, int) or tune_steps < 1):
+            raise ConfigError(f"{where}: tune_steps must be an integer >= 1, got {tune_steps!r}")
+        prof.studies[name] = Study(
+            name=name, base=merge(defaults, s.get("base") or {}), variants={k: v or {} for k, v in variants.items()},
+            axes=axes, seeds=_seeds(s.get("seeds", 1), where), lr_grid=[float(x) for x in lr_grid],
+            tune_steps=tune_steps, tune_seeds=_seeds(s.get("tune_seeds", raw.get("tune_seeds", [100])), where))
+    # validate everything now, before any job starts
+    tune_specs(prof)
+    final_specs(prof, {})
+    return prof
+
+
+def _conditions(study: Study):
+    """(variant, labels, config mapping without seed) for every crossed condition."""
+    keys = list(study.axes)
+    for variant, over in study.variants.items():
+        for values in itertools.product(*(study.axes[k] for k in keys)):
+            m = merge(study.base, over)
+            for k, v in zip(keys, values):
+                m = merge(m, _nest(k, v))
+            yield variant, tuple(zip(keys, values)), m
+
+
+def _make(study: Study, stage: str, variant: str, labels: tuple, mapping: dict, extra: tuple = (),
+          tune_key: str | None = None) -> RunSpec:
+    slug = "-".join(f"{k.split('.')[-1].replace('_', '')}{_slug(v)}" for k, v in labels + extra)
+    where = f"study '{study.name}', run {variant}{' ' + slug if slug else ''} seed {mapping.get('seed')}"
+    try:
+        cfg = load(mapping, where=where)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    h = config_hash(cfg.to_dict())[:8]
+    parts = [study.name, variant] + ([slug] if slug else []) + [f"s{cfg.seed}", h]
+    run_id = ("tune-" if stage == "tune" else "") + "-".join(parts)
+    no_lr = cfg.condition()
+    no_lr.pop("lr")
+    return RunSpec(run_id=run_id, study=study.name, variant=variant, stage=stage, labels=labels + extra,
+                   cfg=cfg, job=f"{stage}-{study.name}-{variant}",
+                   tune_key=tune_key or f"{study.name}-{variant}-{config_hash(no_lr)[:8]}")
+
+
+def tune_specs(prof: Profile) -> list[RunSpec]:
+    """Every condition x lr_grid x tune seed, for studies that tune their lr."""
+    out = []
+    for study in prof.studies.values():
+        for variant, labels, m in _conditions(study):
+            key = tune_key_of(study, variant, labels, m) if study.lr_grid else None
+            for lr in study.lr_grid:
+                for seed in study.tune_seeds:
+                    mm = merge(m, {"lr": lr, "seed": seed})
+                    if study.tune_steps:
+                        mm["steps"] = study.tune_steps
+                    out.append(_make(study, "tune", variant, labels, mm, (("lr", lr),), tune_key=key))
+    _check_unique(out)
+    return out
+
+
+def tune_key_of(study: Study, variant: str, labels: tuple, m: dict) -> str:
+    return _make(study, "final", variant, labels, merge(m, {"seed": study.seeds[0]})).tune_key
+
+
+def final_specs(prof: Profile, selected: dict[str, float] | None) -> list[RunSpec]:
+    """Final seeds of every condition; a tuned study's lr comes from `selected`
+    (tune_key -> lr). With selected=None a tuned condition's lr must already be known:
+    pass {} to expand with the base lr (used for validation and listing)."""
+    out = []
+    for study in prof.studies.values():
+        for variant, labels, m in _conditions(study):
+            if study.lr_grid and selected:
+                key = tune_key_of(study, variant, labels, m)
+                if key not in selected:
+                    raise ConfigError(f"no selected lr for {key}; run the tune stage first")
+                if selected[key] is None:
+                    continue  # every lr diverged in tuning: recorded in selected_lr.csv, no final runs
+                m = merge(m, {"lr": selected[key]})
+            for seed in study.seeds:
+                out.append(_make(study, "final", variant, labels, merge(m, {"seed": seed})))
+    _check_unique(out)
+    return out
+
+
+def _check_unique(specs: list[RunSpec]) -> None:
+    seen: dict[str, RunSpec] = {}
+    for s in specs:
+        if s.run_id in seen:
+            a = seen[s.run_id]
+            raise ConfigError(f"study '{s.study}': variants '{a.variant}' and '{s.variant}' give the same run "
+                              f"config ({s.run_id}); make them differ or drop one")
+        seen[s.run_id] = s
+
+
+def jobs(specs: list[RunSpec]) -> dict[str, list[RunSpec]]:
+    out: dict[str, list[RunSpec]] = {}
+    for s in specs:
+        out.setdefault(s.job, []).append(s)
+    return out

@@ -1,0 +1,56 @@
+"""`vgbench run-job`: train every missing run of one Snakemake job in one process.
+
+A job is (stage, study, variant): its runs (axis values x seeds, and x lr_grid when
+tuning) share one Python process, so the 5 s import of torch + Lightning is paid once
+per job rather than once per run, while each run still writes its own run directory.
+Complete runs (summary.json present) are skipped, so a rerun after an interruption
+trains only what is missing. The job's marker (a JSON list of its runs and their
+status) is written last; it is the Snakemake output.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from vgbench import grid, paths
+from vgbench.config import ConfigError
+
+
+def specs_for(profile: grid.Profile, stage: str, job: str, selected_csv: str | None) -> list[grid.RunSpec]:
+    if stage == "tune":
+        specs = grid.tune_specs(profile)
+    else:
+        from vgbench.select_lr import read_selected
+        specs = grid.final_specs(profile, read_selected(selected_csv) if selected_csv else {})
+    mine = [s for s in specs if s.job == job]
+    if not mine:
+        raise ConfigError(f"no runs for job '{job}' in profile {profile.path} (stage {stage})")
+    return mine
+
+
+def marker_path(results: str | Path, stage: str, job: str) -> Path:
+    return Path(results) / "jobs" / stage / f"{job}.json"
+
+
+def main(args) -> int:
+    profile = grid.load_profile(args.profile)
+    specs = specs_for(profile, args.stage, args.job, args.selected)
+    from vgbench.train import run, write_json_atomic
+    t0 = time.perf_counter()
+    done, trained = [], 0
+    for spec in specs:
+        out = paths.run_dir(spec.run_id, args.results)
+        if not paths.is_complete(out):
+            s = run(spec.cfg, out, tags=(spec.study, spec.stage, spec.variant))
+            trained += 1
+            print(f"{spec.run_id}: {s['status']} ({s['wall_s']:.1f} s)", flush=True)
+        summary = json.loads((out / paths.SUMMARY).read_text())
+        done.append({"run_id": spec.run_id, "status": summary["status"]})
+    marker = marker_path(args.results, args.stage, args.job)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {"job": args.job, "stage": args.stage, "profile": profile.name,
+                               "profile_hash": profile.hash, "runs": done})
+    print(f"job {args.job}: {len(specs)} runs, {trained} trained, {len(specs) - trained} already complete, "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0

@@ -1,0 +1,80 @@
+"""`vgbench select-lr`: pick each condition's learning rate from the tuning runs.
+
+Score: final validation accuracy (classification) or minus the validation loss (adding,
+copy), averaged over the tuning seeds. A diverged tuning run scores as a failure: chance
+accuracy, or the trivial predictor's loss. The lr with the best mean score wins (ties:
+the smaller lr). A condition whose every lr diverged is recorded (all_diverged) and gets
+the smallest lr, so its final runs still happen and count as failures downstream.
+Output: one row per (condition, lr) with `selected` marking the winner.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from vgbench import grid, paths
+
+
+def score(summary: dict) -> float:
+    """Higher is better; failures score as the trivial predictor."""
+    base = summary["baseline"]
+    final = summary.get("final") or {}
+    if base["metric"] == "acc":
+        v = final.get("val/acc")
+        ok = summary["status"] == "ok" and v is not None and math.isfinite(v)
+        return v if ok else base["value"]
+    v = final.get("val/loss")
+    ok = summary["status"] == "ok" and v is not None and math.isfinite(v)
+    return -v if ok else -base["value"]
+
+
+def select(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
+    rows, missing = [], []
+    for spec in grid.tune_specs(profile):
+        f = paths.run_dir(spec.run_id, results) / paths.SUMMARY
+        if not f.is_file():
+            missing.append(spec.run_id)
+            continue
+        s = json.loads(f.read_text())
+        rows.append({"tune_key": spec.tune_key, "study": spec.study, "variant": spec.variant,
+                     "lr": spec.cfg.lr, "seed": spec.cfg.seed, "score": score(s),
+                     "diverged": s["status"] == "diverged", "run_id": spec.run_id})
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} tuning runs missing, e.g. {missing[:3]}")
+    cols = ["tune_key", "study", "variant", "lr", "score_mean", "n", "n_diverged", "all_diverged", "selected"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    g = df.groupby(["tune_key", "study", "variant", "lr"], as_index=False).agg(
+        score_mean=("score", "mean"), n=("score", "size"), n_diverged=("diverged", "sum"))
+    g["all_diverged"] = (g["n_diverged"] == g["n"]).groupby(g["tune_key"]).transform("all")
+    g["selected"] = False
+    for key, sub in g.groupby("tune_key"):
+        if sub["all_diverged"].iloc[0]:
+            best = sub["lr"].idxmin()
+        else:
+            best = sub.sort_values(["score_mean", "lr"], ascending=[False, True]).index[0]
+        g.loc[best, "selected"] = True
+    return g[cols]
+
+
+def read_selected(path: str | Path) -> dict[str, float]:
+    df = pd.read_csv(path)
+    sel = df[df["selected"]]
+    return dict(zip(sel["tune_key"], sel["lr"].astype(float)))
+
+
+def main(args) -> int:
+    profile = grid.load_profile(args.profile)
+    df = select(profile, args.results)
+    out = Path(args.results) / "tuning" / "selected_lr.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(out)
+    sel = df[df["selected"]]
+    print(f"select-lr: {len(sel)} conditions tuned, {int(sel['all_diverged'].sum())} diverged at every lr -> {out}")
+    return 0

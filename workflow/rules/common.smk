@@ -1,0 +1,54 @@
+# Shared state of the workflow: the profile, the results folder, the job markers.
+import sys
+from pathlib import Path
+
+from vgbench import grid, paths
+from vgbench.select_lr import read_selected
+
+PROFILE = (workflow.overwrite_configfiles or ["configs/default.yaml"])[-1]
+PROF = grid.load_profile(PROFILE)  # validates every run before any job starts
+R = str(config.get("results", "results"))
+VG = f"{sys.executable} -m vgbench"  # the Python that runs Snakemake has vgbench installed
+TUNED = any(s.lr_grid for s in PROF.studies.values())
+SELECTED = f"{R}/tuning/selected_lr.csv"
+AGGREGATES = [f"{R}/aggregate/runs.parquet", f"{R}/aggregate/curves.parquet"]
+TUNE_JOBS = grid.jobs(grid.tune_specs(PROF))
+
+
+def marker(stage, job):
+    return f"{R}/jobs/{stage}/{job}.json"
+
+
+def sweep(stage, jobs, downstream):
+    """Before the DAG is built: a job marker whose job has a run without summary.json
+    (deleted, interrupted, or new after an axis change) is stale and removed, so
+    Snakemake reruns that job, which trains only the missing runs. If any marker is
+    missing, the `downstream` files summarised an older run set and are removed too:
+    Snakemake never rebuilds a missing intermediate file under an up-to-date output.
+    A dry run only reports."""
+    stale, missing = [], False
+    for job, specs in jobs.items():
+        m = Path(marker(stage, job))
+        if not m.exists():
+            missing = True
+        elif not all(paths.is_complete(paths.run_dir(s.run_id, R)) for s in specs):
+            stale.append(job)
+            if not workflow.dryrun:
+                m.unlink()
+    if stale:
+        print(f"vgbench: {len(stale)} {stage} job(s) have missing runs and will resume: "
+              f"{', '.join(stale[:5])}", file=sys.stderr)
+    if (stale or missing) and not workflow.dryrun:
+        for f in downstream:
+            Path(f).unlink(missing_ok=True)
+
+
+sweep("tune", TUNE_JOBS, [SELECTED, *AGGREGATES])
+if not TUNED or Path(SELECTED).exists():
+    sweep("final", grid.jobs(grid.final_specs(PROF, read_selected(SELECTED) if TUNED else {})), AGGREGATES)
+
+
+def final_jobs():
+    """Final-stage jobs, known once select_lr (a checkpoint) has run."""
+    selected = read_selected(checkpoints.select_lr.get().output[0]) if TUNED else {}
+    return grid.jobs(grid.final_specs(PROF, selected))

@@ -1,0 +1,51 @@
+# Tuning on the validation split, lr selection (checkpoint), final seeds.
+
+
+rule tune_job:
+    output:
+        marker("tune", "{job}"),
+    log:
+        f"{R}/logs/tune/{{job}}.log",
+    params:
+        profile=PROFILE,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    shell:
+        "VGBENCH_THREADS=1 {VG} run-job {params.profile} --stage tune --job {wildcards.job} "
+        "--results {R} > {log} 2>&1"
+
+
+checkpoint select_lr:
+    input:
+        [marker("tune", j) for j in TUNE_JOBS],
+    output:
+        f"{R}/tuning/selected_lr.csv",
+    log:
+        f"{R}/logs/select_lr.log",
+    params:
+        profile=PROFILE,
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "{VG} select-lr {params.profile} --results {R} > {log} 2>&1"
+
+
+rule train_job:
+    input:
+        rules.select_lr.output,
+    output:
+        marker("final", "{job}"),
+    log:
+        f"{R}/logs/final/{{job}}.log",
+    params:
+        profile=PROFILE,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    shell:
+        "VGBENCH_THREADS=1 {VG} run-job {params.profile} --stage final --job {wildcards.job} "
+        "--results {R} --selected {input} > {log} 2>&1"
