@@ -7,7 +7,7 @@ PROFILE ?= configs/default.yaml
 # torch first, pinned: any other torch request can pull a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: reproduce test install install-dev bench clean
+.PHONY: reproduce smoke test install install-dev bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,11 +23,16 @@ $(BIN)/.installed-dev: $(BIN)/.installed
 install: $(BIN)/.installed
 install-dev: $(BIN)/.installed-dev
 
+SNAKE := WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/snakemake --workflow-profile workflow/profiles/local
+
 reproduce: $(BIN)/.installed
-	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/vgbench train configs/examples/sigmoid_mlp.yaml --out results/runs/example --force
+	$(SNAKE) --cores $(CORES) --configfile $(PROFILE)
 
 test: $(BIN)/.installed-dev
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(BIN)/python -m pytest -q
+
+smoke: $(BIN)/.installed
+	$(SNAKE) --cores $(CORES) --configfile configs/smoke.yaml --config results=results/smoke
 
 bench: $(BIN)/.installed
 	$(BIN)/vgbench bench

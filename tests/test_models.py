@@ -83,3 +83,15 @@ def test_residual_blocks_have_projection_only_where_shapes_change():
     net = build_model(load({"model": "resnet", "depth": 5, "width": 8}), _task(load({})))
     kinds = {k: type(m).__name__ for k, m in net.skips.items()}
     assert kinds == {"1": "Conv1d", "3": "Identity", "4": "Identity"}
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_fused_cells_equal_the_written_out_equations(model):
+    cfg = load({"model": model, "task": "adding", "task_args": SMALL_SEQ, "depth": 2, "width": 8})
+    task = _task(cfg)
+    net = build_model(cfg, task)
+    x = task.x["train"][:16]
+    assert net.fused
+    fused = net(x)
+    net.fused = False
+    assert torch.allclose(fused, net(x), atol=1e-6)

@@ -4,6 +4,7 @@ A profile (configs/<name>.yaml) is
     profile: smoke                  # a name
     defaults: {steps: 200, ...}     # under every study's base (optional)
     tune_seeds: [100]               # seeds of the LR-tuning stage (optional)
+    job_by: variant                 # one pipeline job per (stage, study, variant) or per (stage, study)
     studies:
       <study>:
         base: {...}                 # a run config (DESIGN.md's vocabulary)
@@ -27,7 +28,7 @@ from typing import Any
 
 from vgbench.config import ConfigError, RunConfig, _unknown, config_hash, load, merge, read_yaml
 
-PROFILE_KEYS = ("profile", "description", "defaults", "tune_seeds", "studies")
+PROFILE_KEYS = ("profile", "description", "defaults", "tune_seeds", "job_by", "studies")
 STUDY_KEYS = ("description", "base", "variants", "axes", "seeds", "lr_grid", "tune_steps", "tune_seeds")
 
 
@@ -50,6 +51,7 @@ class RunSpec:
 @dataclass
 class Study:
     name: str
+    job_by: str
     base: dict
     variants: dict
     axes: dict
@@ -65,6 +67,7 @@ class Profile:
     path: str
     studies: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict)
+    job_by: str = "variant"
 
     @property
     def hash(self) -> str:
@@ -109,7 +112,10 @@ def load_profile(path: str | Path) -> Profile:
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ConfigError(f"profile {path}: 'defaults' must be a mapping")
-    prof = Profile(name=str(raw.get("profile", Path(path).stem)), path=str(path), raw=raw)
+    job_by = raw.get("job_by", "variant")
+    if job_by not in ("variant", "study"):
+        raise ConfigError(f"profile {path}: job_by must be 'variant' or 'study', got {job_by!r}")
+    prof = Profile(name=str(raw.get("profile", Path(path).stem)), path=str(path), raw=raw, job_by=job_by)
     for name, s in studies_raw.items():
         where = f"study '{name}'"
         if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)):
@@ -145,7 +151,7 @@ def load_profile(path: str | Path) -> Profile:
         if tune_steps is not None and (isinstance(tune_steps, bool) or not isinstance(tune_steps, int) or tune_steps < 1):
             raise ConfigError(f"{where}: tune_steps must be an integer >= 1, got {tune_steps!r}")
         prof.studies[name] = Study(
-            name=name, base=merge(defaults, s.get("base") or {}), variants={k: v or {} for k, v in variants.items()},
+            name=name, job_by=job_by, base=merge(defaults, s.get("base") or {}), variants={k: v or {} for k, v in variants.items()},
             axes=axes, seeds=_seeds(s.get("seeds", 1), where), lr_grid=[float(x) for x in lr_grid],
             tune_steps=tune_steps, tune_seeds=_seeds(s.get("tune_seeds", raw.get("tune_seeds", [100])), where))
     # validate everything now, before any job starts
@@ -179,7 +185,7 @@ def _make(study: Study, stage: str, variant: str, labels: tuple, mapping: dict, 
     no_lr = cfg.condition()
     no_lr.pop("lr")
     return RunSpec(run_id=run_id, study=study.name, variant=variant, stage=stage, labels=labels + extra,
-                   cfg=cfg, job=f"{stage}-{study.name}-{variant}",
+                   cfg=cfg, job=f"{stage}-{study.name}" + (f"-{variant}" if study.job_by == "variant" else ""),
                    tune_key=tune_key or f"{study.name}-{variant}-{config_hash(no_lr)[:8]}")
 
 
