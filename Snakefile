@@ -3,7 +3,9 @@
 # The profile is read from the file named by the last --configfile (default
 # configs/default.yaml) by vgbench.grid, not from Snakemake's merged `config`, so a
 # smoke run never inherits the default profile's studies.
-configfile: "configs/default.yaml"
+import os
+
+configfile: os.path.join(workflow.basedir, "configs/default.yaml")
 
 
 include: "workflow/rules/common.smk"

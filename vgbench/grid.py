@@ -230,13 +230,16 @@ def final_specs(prof: Profile, selected: dict[str, float] | None) -> list[RunSpe
 
 
 def _check_unique(specs: list[RunSpec]) -> None:
-    seen: dict[str, RunSpec] = {}
+    """Two variants of one study that resolve to the same config would be one condition
+    counted twice."""
+    seen: dict[tuple, RunSpec] = {}
     for s in specs:
-        if s.run_id in seen:
-            a = seen[s.run_id]
+        key = (s.study, s.stage, config_hash(s.cfg.to_dict()))
+        if key in seen:
+            a = seen[key]
             raise ConfigError(f"study '{s.study}': variants '{a.variant}' and '{s.variant}' give the same run "
                               f"config ({s.run_id}); make them differ or drop one")
-        seen[s.run_id] = s
+        seen[key] = s
 
 
 def jobs(specs: list[RunSpec]) -> dict[str, list[RunSpec]]:

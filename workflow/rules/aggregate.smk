@@ -7,12 +7,16 @@ rule aggregate:
     output:
         runs=f"{R}/aggregate/runs.parquet",
         curves=f"{R}/aggregate/curves.parquet",
+    conda:
+        ENV
     log:
         f"{R}/logs/aggregate.log",
     params:
         profile=PROFILE,
+        vg=VG,
+        results=lambda wc, output: results_of(output[0]),
     resources:
         mem_mb=4000,
         runtime=20,
     shell:
-        "{VG} aggregate {params.profile} --results {R} > {log} 2>&1"
+        "{params.vg} aggregate {params.profile} --results {params.results} > {log} 2>&1"

@@ -1,18 +1,26 @@
 # Shared state of the workflow: the profile, the results folder, the job markers.
+import os
 import sys
 from pathlib import Path
 
 from vgbench import grid, paths
 from vgbench.select_lr import read_selected
 
-PROFILE = (workflow.overwrite_configfiles or ["configs/default.yaml"])[-1]
+PROFILE = str((workflow.overwrite_configfiles or [os.path.join(workflow.basedir, "configs/default.yaml")])[-1])
 PROF = grid.load_profile(PROFILE)  # validates every run before any job starts
 R = str(config.get("results", "results"))
 VG = f"{sys.executable} -m vgbench"  # the Python that runs Snakemake has vgbench installed
+ENV = "../envs/vgbench.yaml"
 TUNED = any(s.lr_grid for s in PROF.studies.values())
 SELECTED = f"{R}/tuning/selected_lr.csv"
 AGGREGATES = [f"{R}/aggregate/runs.parquet", f"{R}/aggregate/curves.parquet"]
 TUNE_JOBS = grid.jobs(grid.tune_specs(PROF))
+
+
+def results_of(output):
+    """The results folder an output lies in (every output is R/<stage dir>/...)."""
+    out = Path(output).resolve()
+    return str(next(p for p in out.parents if p == Path(R).resolve()))
 
 
 def marker(stage, job):

@@ -4,17 +4,21 @@
 rule tune_job:
     output:
         marker("tune", "{job}"),
+    conda:
+        ENV
     log:
         f"{R}/logs/tune/{{job}}.log",
     params:
         profile=PROFILE,
+        vg=VG,
+        results=lambda wc, output: results_of(output[0]),
     threads: 1
     resources:
         mem_mb=2000,
         runtime=120,
     shell:
-        "VGBENCH_THREADS=1 {VG} run-job {params.profile} --stage tune --job {wildcards.job} "
-        "--results {R} > {log} 2>&1"
+        "VGBENCH_THREADS=1 {params.vg} run-job {params.profile} --stage tune --job {wildcards.job} "
+        "--results {params.results} > {log} 2>&1"
 
 
 checkpoint select_lr:
@@ -22,15 +26,19 @@ checkpoint select_lr:
         [marker("tune", j) for j in TUNE_JOBS],
     output:
         f"{R}/tuning/selected_lr.csv",
+    conda:
+        ENV
     log:
         f"{R}/logs/select_lr.log",
     params:
         profile=PROFILE,
+        vg=VG,
+        results=lambda wc, output: results_of(output[0]),
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{VG} select-lr {params.profile} --results {R} > {log} 2>&1"
+        "{params.vg} select-lr {params.profile} --results {params.results} > {log} 2>&1"
 
 
 rule train_job:
@@ -38,14 +46,18 @@ rule train_job:
         rules.select_lr.output,
     output:
         marker("final", "{job}"),
+    conda:
+        ENV
     log:
         f"{R}/logs/final/{{job}}.log",
     params:
         profile=PROFILE,
+        vg=VG,
+        results=lambda wc, output: results_of(output[0]),
     threads: 1
     resources:
         mem_mb=2000,
         runtime=240,
     shell:
-        "VGBENCH_THREADS=1 {VG} run-job {params.profile} --stage final --job {wildcards.job} "
-        "--results {R} --selected {input} > {log} 2>&1"
+        "VGBENCH_THREADS=1 {params.vg} run-job {params.profile} --stage final --job {wildcards.job} "
+        "--results {params.results} --selected {input} > {log} 2>&1"

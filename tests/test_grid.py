@@ -1,0 +1,97 @@
+"""Profiles -> RunSpecs: stable ids, validation naming the study and the run."""
+import pytest
+import yaml
+
+from vgbench import cli, grid
+from vgbench.config import ConfigError
+
+PROFILES = ["configs/smoke.yaml", "configs/default.yaml", "configs/full.yaml"]
+
+
+def write(tmp_path, data):
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def small(**study):
+    base = {"base": {"depth": 2, "width": 4, "steps": 2}, "seeds": 2}
+    return {"profile": "t", "studies": {"s": {**base, **study}}}
+
+
+@pytest.mark.parametrize("path", PROFILES)
+def test_real_profiles_load(path):
+    prof = grid.load_profile(path)
+    assert grid.final_specs(prof, {}) and set(prof.studies) == set(grid.load_profile(PROFILES[0]).studies)
+
+
+def test_default_profile_covers_the_paper():
+    prof = grid.load_profile("configs/default.yaml")
+    init = prof.studies["init_depth"]
+    assert init.base["depth"] >= 50 and init.base["width"] >= 256
+    assert len(init.axes["activation"]) == 9 and len(init.axes["init"]) == 6
+    mit = prof.studies["mlp_mitigations"]
+    assert min(mit.axes["depth"]) <= 2 and max(mit.axes["depth"]) >= 20 and len(mit.axes["depth"]) >= 3
+    for needed in ("baseline", "relu_he", "modern", "relu_normal", "relu_xavier", "batch_norm", "residual",
+                   "clip", "weight_decay", "greedy_pretrain", "aux_loss", "sigmoid_c01", "adam"):
+        assert needed in mit.variants
+    rnn = prof.studies["rnn_tasks"]
+    assert {"rnn", "irnn", "lstm", "gru", "rnn_clip", "lstm_clip"} <= set(rnn.variants)
+    assert len(rnn.axes["task_args.seq_len"]) >= 3 and set(rnn.axes["task"]) == {"adding", "copy", "temporal_order"}
+    final = [s for s in prof.studies.values() if s.name != "init_depth"]
+    assert all(len(s.seeds) >= 5 for s in final)
+
+
+def test_run_ids_are_stable_readable_and_unique(tmp_path):
+    p = write(tmp_path, small(variants={"a": {}, "b": {"activation": "relu"}}, axes={"depth": [2, 3]}))
+    ids1 = [s.run_id for s in grid.final_specs(grid.load_profile(p), {})]
+    ids2 = [s.run_id for s in grid.final_specs(grid.load_profile(p), {})]
+    assert ids1 == ids2 and len(set(ids1)) == 8
+    assert ids1[0].startswith("s-a-depth2-s0-")
+    # a config change changes the id; an unrelated study does not change this one's ids
+    p2 = write(tmp_path, small(variants={"a": {}, "b": {"activation": "relu"}}, axes={"depth": [2, 3, 4]}))
+    ids3 = [s.run_id for s in grid.final_specs(grid.load_profile(p2), {})]
+    assert set(ids1) < set(ids3)
+
+
+def test_tuning_and_selection_keys(tmp_path):
+    p = write(tmp_path, small(lr_grid=[0.1, 1.0], tune_steps=1, axes={"depth": [2, 3]}))
+    prof = grid.load_profile(p)
+    tune = grid.tune_specs(prof)
+    assert len(tune) == 4 and {s.cfg.steps for s in tune} == {1}
+    keys = {s.tune_key for s in tune}
+    sel = {k: 0.1 for k in keys}
+    final = grid.final_specs(prof, sel)
+    assert {s.tune_key for s in final} == keys and {s.cfg.lr for s in final} == {0.1}
+    with pytest.raises(ConfigError, match="no selected lr"):
+        grid.final_specs(prof, {"other": 1.0})
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ({"profile": "t"}, "studies"),
+    ({"profile": "t", "studys": {}}, "did you mean 'studies'"),
+    (small(axes={"depth": []}), "axis 'depth' must be a non-empty list"),
+    (small(axes={"depth": [2, 2]}), "repeats"),
+    (small(axis={"depth": [2]}), "did you mean 'axes'"),
+    (small(axes={"activation": ["relu", "swish"]}), "study 's', run base activationswish seed 0"),
+    (small(variants={"bad": {"model": "cnn", "residual": True}}), "study 's', run bad"),
+    (small(seeds=0), "seeds"),
+    (small(lr_grid=[0.1, -1]), "lr_grid"),
+    (small(variants={"a": {}, "b": {"activation": "sigmoid"}}), "same run config"),
+])
+def test_bad_profiles_fail_at_load_naming_study(tmp_path, bad, msg):
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        grid.load_profile(write(tmp_path, bad))
+
+
+def test_grid_command_lists_runs(capsys):
+    assert cli.main(["grid", "configs/smoke.yaml", "--stage", "final"]) == 0
+    out = capsys.readouterr()
+    ids = out.out.split()
+    assert len(ids) == len(grid.final_specs(grid.load_profile("configs/smoke.yaml"), {}))
+    assert "final runs" in out.err
+
+
+def test_grid_command_bad_profile_exit_2(tmp_path, capsys):
+    assert cli.main(["grid", str(write(tmp_path, small(axes={"depth": []})))]) == 2
+    assert "axis 'depth'" in capsys.readouterr().err

@@ -1,0 +1,110 @@
+"""The Snakemake pipeline: dry runs of every profile, the smoke profile end to end in a
+temporary directory, resume after a lost run, and bad profiles failing before any job."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def snake(workdir, *args, check=True):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    p = subprocess.run([*SNAKEMAKE, "-d", str(workdir), "--cores", "2",
+                        "--workflow-profile", str(REPO / "workflow/profiles/local"), *args],
+                       capture_output=True, text=True, env=env, cwd=REPO)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+def executed(p, rule):
+    """Number of jobs of `rule` Snakemake started (it prints 'localrule <rule>:' per job)."""
+    return (p.stdout + p.stderr).count(f"rule {rule}:")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "full"])
+def test_dry_run_every_profile(tmp_path, profile):
+    p = snake(tmp_path, "-n", "--configfile", str(REPO / f"configs/{profile}.yaml"))
+    assert "tune_job" in p.stdout + p.stderr or profile == "none"
+
+
+def test_smoke_does_not_inherit_default_studies(tmp_path):
+    p = snake(tmp_path, "-n", "--configfile", str(REPO / "configs/smoke.yaml"))
+    text = p.stdout + p.stderr
+    assert "tune-mlp_mitigations" in text and "tune-mlp_mitigations-tanh" not in text
+
+
+def test_bad_profile_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"profile": "bad", "studies": {"x": {
+        "base": {"depth": 2, "steps": 2}, "axes": {"activation": ["relu", "swish"]}}}}))
+    p = snake(tmp_path, "--configfile", str(bad), check=False)
+    assert p.returncode != 0
+    assert "study 'x'" in p.stderr and "swish" in p.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke")
+    p = snake(work, "--configfile", str(REPO / "configs/smoke.yaml"))
+    return work, p
+
+
+def test_smoke_pipeline_end_to_end(smoke):
+    work, p = smoke
+    res = work / "results"
+    runs = pd.read_parquet(res / "aggregate/runs.parquet")
+    curves = pd.read_parquet(res / "aggregate/curves.parquet")
+    sel = pd.read_csv(res / "tuning/selected_lr.csv")
+    assert set(runs.study) == set(yaml.safe_load((REPO / "configs/smoke.yaml").read_text())["studies"])
+    assert set(runs.stage) == {"tune", "final"}
+    assert runs.groupby("tune_key").size().min() >= 2
+    assert sel.groupby("tune_key")["selected"].sum().eq(1).all()
+    fin = runs[runs.stage == "final"]
+    # final runs of tuned studies use the selected lr
+    tuned = fin[fin.tune_key.isin(sel.tune_key)]
+    chosen = sel[sel.selected].set_index("tune_key")["lr"]
+    assert (tuned.lr.values == chosen.loc[tuned.tune_key].values).all()
+    assert set(curves.run_id.unique()) == set(fin.run_id)
+    assert {"weight_grad", "signal", "metric"} <= set(curves.kind.unique())
+    assert "final runs" in (res / "logs/aggregate.log").read_text() or "runs found" in (res / "logs/aggregate.log").read_text()
+
+
+def test_resume_runs_exactly_the_missing_run(smoke):
+    work, _ = smoke
+    res = work / "results"
+    victim = next(p for p in sorted((res / "runs").glob("mlp_mitigations-*")) if (p / "summary.json").exists())
+    other = sorted((res / "runs").glob("*/summary.json"))
+    mtimes = {str(p): p.stat().st_mtime_ns for p in other if p.parent != victim}
+    (victim / "summary.json").unlink()
+    p = snake(work, "--configfile", str(REPO / "configs/smoke.yaml"))
+    assert executed(p, "train_job") == 1 and executed(p, "tune_job") == 0
+    assert (victim / "summary.json").is_file()
+    assert all(Path(f).stat().st_mtime_ns == t for f, t in mtimes.items())   # nothing else retrained
+    log = (res / "logs/final/final-mlp_mitigations.log").read_text()
+    assert "1 trained" in log
+    again = snake(work, "--configfile", str(REPO / "configs/smoke.yaml"))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_aggregate_fails_loudly_on_missing_run(smoke, tmp_path):
+    from vgbench import cli
+    work, _ = smoke
+    res = work / "results"
+    victim = next(iter(sorted((res / "runs").glob("exploding-*"))))
+    s = victim / "summary.json"
+    saved = s.read_text()
+    s.unlink()
+    try:
+        code = cli.main(["aggregate", str(REPO / "configs/smoke.yaml"), "--results", str(res)])
+        assert code == 1
+    finally:
+        s.write_text(saved)
