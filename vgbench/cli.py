@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--results", default="results")
     a.set_defaults(func=_stage("aggregate"))
 
+    st_ = sub.add_parser("stats", help="aggregate -> results/stats/*.csv (tests, CIs, effect sizes, claims)")
+    st_.add_argument("profile")
+    st_.add_argument("--results", default="results")
+    st_.set_defaults(func=_stage("stats"))
+
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
     b.add_argument("--steps", type=int, default=2000)
     b.add_argument("--depth", type=int, default=20)

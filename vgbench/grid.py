@@ -12,6 +12,8 @@ A profile (configs/<name>.yaml) is
         axes: {depth: [4, 20]}      # lists of values, crossed with each other and the variants
         seeds: 5                    # a count (0..n-1) or a list
         lr_grid: [0.01, 0.1, 1.0]   # optional: tune lr per condition on the validation split
+        baseline: baseline          # what each variant is compared with: a variant name, or a
+                                    # mapping variant -> its baseline variant (statistics stage)
         tune_steps: 500             # optional: steps of the tuning runs (default: the run's)
 Axis keys may be dotted (`task_args.seq_len`). The Snakefile and `vgbench grid` both expand
 a profile through `expand()` / `tune_specs()` / `final_specs()` here, so the set of runs has
@@ -29,7 +31,8 @@ from typing import Any
 from vgbench.config import ConfigError, RunConfig, _unknown, config_hash, load, merge, read_yaml
 
 PROFILE_KEYS = ("profile", "description", "defaults", "tune_seeds", "job_by", "studies")
-STUDY_KEYS = ("description", "base", "variants", "axes", "seeds", "lr_grid", "tune_steps", "tune_seeds")
+STUDY_KEYS = ("description", "base", "variants", "axes", "seeds", "lr_grid", "tune_steps", "tune_seeds",
+              "baseline")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Study:
     lr_grid: list
     tune_steps: int | None
     tune_seeds: list
+    baselines: dict = field(default_factory=dict)   # variant -> baseline variant
 
 
 @dataclass
@@ -150,10 +154,26 @@ def load_profile(path: str | Path) -> Profile:
         tune_steps = s.get("tune_steps")
         if tune_steps is not None and (isinstance(tune_steps, bool) or not isinstance(tune_steps, int) or tune_steps < 1):
             raise ConfigError(f"{where}: tune_steps must be an integer >= 1, got {tune_steps!r}")
+        baseline = s.get("baseline")
+        if baseline is None:
+            baselines = {}
+        elif isinstance(baseline, str):
+            if baseline not in variants:
+                raise ConfigError(f"{where}: baseline '{baseline}' is not a variant ({', '.join(variants)})")
+            baselines = {v: baseline for v in variants if v != baseline}
+        elif isinstance(baseline, dict):
+            for v, b in baseline.items():
+                if v not in variants or b not in variants:
+                    raise ConfigError(f"{where}: baseline pair {v}: {b} names an unknown variant "
+                                      f"({', '.join(variants)})")
+            baselines = dict(baseline)
+        else:
+            raise ConfigError(f"{where}: baseline must be a variant name or a mapping, got {baseline!r}")
         prof.studies[name] = Study(
             name=name, job_by=job_by, base=merge(defaults, s.get("base") or {}), variants={k: v or {} for k, v in variants.items()},
             axes=axes, seeds=_seeds(s.get("seeds", 1), where), lr_grid=[float(x) for x in lr_grid],
-            tune_steps=tune_steps, tune_seeds=_seeds(s.get("tune_seeds", raw.get("tune_seeds", [100])), where))
+            tune_steps=tune_steps, tune_seeds=_seeds(s.get("tune_seeds", raw.get("tune_seeds", [100])), where),
+            baselines=baselines)
     # validate everything now, before any job starts
     tune_specs(prof)
     final_specs(prof, {})
