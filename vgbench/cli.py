@@ -99,6 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     st_.add_argument("--results", default="results")
     st_.set_defaults(func=_stage("stats"))
 
+    th = sub.add_parser("theory", help="mean-field predictions vs measured signal -> results/stats/theory.csv")
+    th.add_argument("profile")
+    th.add_argument("--results", default="results")
+    th.set_defaults(func=_stage("theory"))
+
+    fg = sub.add_parser("figure", help="draw one figure -> results/figures/NAME.{pdf,png}")
+    fg.add_argument("name")
+    fg.add_argument("profile")
+    fg.add_argument("--results", default="results")
+    fg.set_defaults(func=_stage("plot"))
+
+    tb = sub.add_parser("table", help="write one LaTeX table -> results/tables/NAME.tex")
+    tb.add_argument("name")
+    tb.add_argument("profile")
+    tb.add_argument("--results", default="results")
+    tb.set_defaults(func=_stage("tables"))
+
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
     b.add_argument("--steps", type=int, default=2000)
     b.add_argument("--depth", type=int, default=20)

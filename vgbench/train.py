@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -29,6 +28,7 @@ from vgbench.config import RunConfig, config_hash
 from vgbench.data import Batches, Task, load_task
 from vgbench.instruments import Recorder, schedule
 from vgbench.models import build_model, task_loss
+from vgbench.provenance import git_commit
 
 log = logging.getLogger("vgbench")
 
@@ -190,14 +190,6 @@ def _versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "pytorch_lightning": pytorch_lightning.__version__, "numpy": np.__version__,
             "vgbench": vgbench.__version__}
-
-
-def git_commit(cwd: str | Path = ".") -> str:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=cwd,
-                              capture_output=True, text=True, timeout=10).stdout.strip() or "unknown"
-    except Exception:
-        return "unknown"
 
 
 def _json_safe(x):

@@ -1,0 +1,46 @@
+"""Figures: one module per figure, each exposing `make(frames) -> Figure`.
+
+`frames` is a dict of DataFrames read from the results tree (`load_frames`): runs, curves
+(aggregate), conditions, comparisons, claims, ranks, friedman (stats) and theory. Figure
+modules only plot: every statistic they show comes from results/stats or is a seaborn
+mean with its bootstrap CI over seeds.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+NAMES = ("grad_depth_init", "grad_depth_training", "grad_ratio_curves", "accuracy_vs_depth",
+         "mitigation_effects", "rnn_grad_time", "rnn_seq_len", "training_curves", "saturation",
+         "critical_difference", "lr_sensitivity", "exploding")
+
+CAPTIONS = {
+    "grad_depth_init": "Back-propagated error norm per layer at initialisation, by activation and init "
+                       "(mean and 95% CI over seeds); dashed: mean-field prediction.",
+    "grad_depth_training": "Back-propagated error norm per layer early, mid-way and at the end of training, "
+                           "deepest MLP, baseline vs mitigations.",
+    "grad_ratio_curves": "First/last-layer weight-gradient ratio over training, deepest MLP.",
+    "accuracy_vs_depth": "Test score vs depth: MLP mitigations and plain CNN vs ResNet (95% CI over seeds).",
+    "mitigation_effects": "Effect of each mitigation vs its baseline (difference in score, 95% bootstrap CI); "
+                          "filled markers: significant after Holm correction.",
+    "rnn_grad_time": "Gradient norm reaching each time step at initialisation, recurrent models, longest sequences.",
+    "rnn_seq_len": "Task score vs sequence length per recurrent model; dotted: trivial predictor.",
+    "training_curves": "Training loss vs step per condition (mean and 95% CI over seeds).",
+    "saturation": "Saturated (sigmoid/tanh) or dead (ReLU family) fraction per layer over training.",
+    "critical_difference": "Mean rank of the MLP mitigations (Friedman test; bar: Nemenyi critical difference).",
+    "lr_sensitivity": "Validation score vs learning rate in the tuning stage.",
+    "exploding": "Exploding gradients: divergence rate and largest gradient norm, with and without clipping "
+                 "and weight decay.",
+}
+
+
+def load_frames(results: str | Path) -> dict:
+    r = Path(results)
+    frames = {}
+    for key, path in [("runs", "aggregate/runs.parquet"), ("curves", "aggregate/curves.parquet")]:
+        frames[key] = pd.read_parquet(r / path) if (r / path).exists() else pd.DataFrame()
+    for key in ("conditions", "comparisons", "claims", "ranks", "friedman", "theory"):
+        p = r / "stats" / f"{key}.csv"
+        frames[key] = pd.read_csv(p) if p.exists() and p.stat().st_size > 1 else pd.DataFrame()
+    return frames

@@ -1,0 +1,41 @@
+"""Small selection helpers shared by figure and table modules (no statistics here)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+MLP = "mlp_mitigations"
+SHOWN = ["baseline", "relu_he", "batch_norm", "residual", "sigmoid_c01", "aux_loss", "greedy_pretrain", "modern"]
+
+
+def with_labels(df: pd.DataFrame, col: str = "labels") -> pd.DataFrame:
+    if df.empty or col not in df:
+        return df
+    lab = pd.DataFrame([json.loads(x) for x in df[col].astype(str)], index=df.index)
+    return df.join(lab[[c for c in lab.columns if c not in df.columns]])
+
+
+def final_runs(frames) -> pd.DataFrame:
+    r = frames["runs"]
+    return with_labels(r[r["stage"] == "final"]) if len(r) else r
+
+
+def deepest(runs: pd.DataFrame, study: str = MLP):
+    s = runs[runs["study"] == study]
+    return None if s.empty or "depth" not in s or s["depth"].isna().all() else int(s["depth"].max())
+
+
+def curves_of(frames, study: str, kind: str, run_ids=None) -> pd.DataFrame:
+    c = frames["curves"]
+    if c.empty:
+        return c
+    c = c[(c["study"] == study) & (c["kind"] == kind)]
+    if run_ids is not None:
+        c = c[c["run_id"].isin(list(run_ids))]
+    return c.astype({"run_id": str, "variant": str, "name": str, "kind": str, "study": str})
+
+
+def positive(df: pd.DataFrame, col: str = "value") -> pd.DataFrame:
+    return df[np.isfinite(df[col]) & (df[col] > 0)]

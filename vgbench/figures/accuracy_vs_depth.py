@@ -1,0 +1,34 @@
+"""Figure 4: test score vs depth: MLP mitigations; plain CNN vs ResNet (+- batch norm)."""
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from vgbench.figures import style
+from vgbench.figures._data import MLP, SHOWN, final_runs
+
+
+def _score(runs):
+    acc = runs["baseline_metric"] == "acc"
+    v = runs["final.test/acc"].where(acc, -runs.get("final.test/loss"))
+    failed = (runs["status"] != "ok") | v.isna()
+    # a diverged run is a failure at chance level, as in the statistics
+    return v.where(~failed, runs["baseline_value"].where(acc, -runs["baseline_value"]))
+
+
+def make(frames):
+    runs = final_runs(frames)
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6))
+    for ax, study, order in ((axes[0], MLP, SHOWN), (axes[1], "cnn_resnet", ["cnn", "cnn_bn", "resnet", "resnet_bn"])):
+        s = runs[runs["study"] == study].copy() if len(runs) else runs
+        if s.empty or "depth" not in s:
+            style.empty(ax)
+            continue
+        s["test score"] = _score(s)
+        hue = [v for v in order if v in set(s["variant"])]
+        sns.lineplot(s[s["variant"].isin(hue)], x="depth", y="test score", hue="variant", hue_order=hue,
+                     errorbar=("ci", 95), marker="o", ax=ax, linewidth=1)
+        ax.axhline(float(s["baseline_value"].iloc[0]), color="0.5", ls=":", lw=0.8)
+        ax.set_title("MLP on mnist1d" if study == MLP else "CNN vs ResNet on mnist1d")
+        ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig

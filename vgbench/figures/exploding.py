@@ -1,0 +1,29 @@
+"""Figure 12: divergence rate and largest gradient norm, +- clipping and weight decay."""
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from vgbench.figures import style
+
+
+def make(frames):
+    cond = frames["conditions"]
+    runs = frames["runs"]
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.5))
+    c = cond[cond["study"] == "exploding"] if len(cond) else cond
+    if c.empty:
+        for ax in axes:
+            style.empty(ax)
+        return fig
+    order = sorted(c["variant"])
+    sns.barplot(c, x="variant", y="divergence_rate", order=order, ax=axes[0], color="C3")
+    axes[0].set_ylim(0, 1)
+    axes[0].set_ylabel("fraction of seeds diverged")
+    r = runs[(runs["study"] == "exploding") & (runs["stage"] == "final")]
+    sns.stripplot(r, x="variant", y="max_grad_norm", order=order, ax=axes[1], size=3)
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("largest total gradient norm")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=35, labelsize=6)
+        ax.set_xlabel("")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,34 @@
+"""Figure 2: per-layer gradient norm at early / mid / final steps, deepest MLP."""
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from vgbench.figures import style
+from vgbench.figures._data import MLP, SHOWN, curves_of, deepest, final_runs, positive
+
+
+def make(frames):
+    runs = final_runs(frames)
+    d = deepest(runs) if len(runs) else None
+    fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.4), sharey=True)
+    if d is None:
+        for ax in axes:
+            style.empty(ax)
+        return fig
+    sel = runs[(runs["study"] == MLP) & (runs["depth"] == d) & runs["variant"].isin(SHOWN)]
+    c = positive(curves_of(frames, MLP, "signal", sel["run_id"]))
+    c = c[c["name"] != "logits"]
+    steps = np.array(sorted(c["step"].unique()))
+    picks = [steps[min(1, len(steps) - 1)], steps[len(steps) // 2], steps[-1]] if len(steps) else []
+    order = [v for v in SHOWN if v in set(c["variant"])]
+    for ax, s in zip(axes, picks):
+        sns.lineplot(c[c["step"] == s], x="index", y="value", hue="variant", hue_order=order,
+                     errorbar=("ci", 95), ax=ax, legend=ax is axes[-1], linewidth=1)
+        ax.set_yscale("log")
+        ax.set_title(f"step {s} (depth {d})")
+        ax.set_xlabel("layer l")
+        ax.set_ylabel(r"$\|\partial L/\partial h_l\|$")
+    if axes[-1].get_legend():
+        sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig

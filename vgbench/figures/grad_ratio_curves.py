@@ -1,0 +1,33 @@
+"""Figure 3: first/last-layer weight-gradient ratio over training steps, deepest MLP."""
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from vgbench.figures import style
+from vgbench.figures._data import MLP, SHOWN, curves_of, deepest, final_runs
+
+
+def make(frames):
+    runs = final_runs(frames)
+    d = deepest(runs) if len(runs) else None
+    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    if d is None:
+        style.empty(ax)
+        return fig
+    sel = runs[(runs["study"] == MLP) & (runs["depth"] == d) & runs["variant"].isin(SHOWN)]
+    w = curves_of(frames, MLP, "weight_grad", sel["run_id"])
+    first = w[w["index"] == 0].set_index(["run_id", "step"])["value"]
+    last = w[w["index"] == w.groupby("run_id")["index"].transform("max")].set_index(["run_id", "step"])["value"]
+    r = (first / last).rename("ratio").reset_index().merge(sel[["run_id", "variant"]], on="run_id")
+    r = r[(r["ratio"] > 0) & r["ratio"].notna()]
+    r["step"] = r["step"].clip(lower=0.5)   # step 0 on a log axis
+    order = [v for v in SHOWN if v in set(r["variant"])]
+    sns.lineplot(r, x="step", y="ratio", hue="variant", hue_order=order, errorbar=("ci", 95), ax=ax, linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.axhline(1, color="0.5", lw=0.6, ls=":")
+    ax.set_xlabel("step (0 drawn at 0.5)")
+    ax.set_ylabel(r"$\|\nabla W_1\| / \|\nabla W_L\|$")
+    ax.set_title(f"MLP depth {d}")
+    sns.move_legend(ax, "center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig

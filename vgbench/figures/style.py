@@ -1,0 +1,39 @@
+"""One style for every figure: paper font sizes, colour-blind palette, Agg, provenance."""
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+PALETTE = "colorblind"
+
+
+def apply() -> None:
+    sns.set_theme(context="paper", style="whitegrid", palette=PALETTE, font_scale=0.9)
+    plt.rcParams.update({"figure.dpi": 120, "savefig.dpi": 200, "savefig.bbox": "tight",
+                         "axes.titlesize": 8, "legend.fontsize": 7, "legend.title_fontsize": 7,
+                         "pdf.fonttype": 42})
+
+
+def empty(ax, text="no data in this profile"):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def save(fig, path_stem: str, provenance: dict) -> list[str]:
+    """Write <stem>.pdf and <stem>.png with the provenance in each file's metadata."""
+    blob = json.dumps(provenance, sort_keys=True)
+    out = []
+    fig.savefig(f"{path_stem}.pdf", metadata={"Title": provenance.get("figure", ""), "Subject": blob,
+                                               "Creator": "vgbench"})
+    out.append(f"{path_stem}.pdf")
+    fig.savefig(f"{path_stem}.png", metadata={"Title": provenance.get("figure", ""), "Description": blob,
+                                               "Software": "vgbench"})
+    out.append(f"{path_stem}.png")
+    plt.close(fig)
+    return out

@@ -1,0 +1,31 @@
+# One rule per figure (showyourwork's one script <-> one rule <-> one output), all drawn by
+# `vgbench figure NAME`, each registered in the HTML report with its caption.
+from vgbench.figures import CAPTIONS, NAMES as FIGURES
+
+
+for name in FIGURES:
+    rule:
+        name:
+            f"plot_{name}"
+        input:
+            AGGREGATES,
+            STATS,
+            f"{R}/stats/theory.csv",
+        output:
+            pdf=f"{R}/figures/{name}.pdf",
+            png=report(f"{R}/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures"),
+        conda:
+            ENV
+        log:
+            f"{R}/logs/figures/{name}.log",
+        params:
+            profile=PROFILE,
+            vg=VG,
+            results=lambda wc, output: results_of(output[0]),
+            name=name,
+        resources:
+            mem_mb=4000,
+            runtime=10,
+        shell:
+            "{params.vg} figure {params.name} {params.profile} --results {params.results} > {log} 2>&1"
+

@@ -1,0 +1,43 @@
+# Statistics and the mean-field theory overlay (no plotting here).
+
+STATS = [f"{R}/stats/{n}.csv" for n in ("conditions", "comparisons", "friedman", "ranks", "claims")]
+
+
+rule compute_stats:
+    input:
+        AGGREGATES,
+    output:
+        STATS,
+    conda:
+        ENV
+    log:
+        f"{R}/logs/stats.log",
+    params:
+        profile=PROFILE,
+        vg=VG,
+        results=lambda wc, output: results_of(output[0]),
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    shell:
+        "{params.vg} stats {params.profile} --results {params.results} > {log} 2>&1"
+
+
+rule compute_theory:
+    input:
+        AGGREGATES,
+    output:
+        f"{R}/stats/theory.csv",
+    conda:
+        ENV
+    log:
+        f"{R}/logs/theory.log",
+    params:
+        profile=PROFILE,
+        vg=VG,
+        results=lambda wc, output: results_of(output[0]),
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    shell:
+        "{params.vg} theory {params.profile} --results {params.results} > {log} 2>&1"

@@ -1,0 +1,29 @@
+# One rule per LaTeX table (booktabs), plus numbers.tex: macros for every number in prose.
+from vgbench.tables import NAMES as TABLES
+
+
+for name in TABLES:
+    rule:
+        name:
+            f"write_{name}"
+        input:
+            AGGREGATES,
+            STATS,
+            f"{R}/stats/theory.csv",
+        output:
+            report(f"{R}/tables/{name}.tex", caption=f"../report/table.rst", category="Tables"),
+        conda:
+            ENV
+        log:
+            f"{R}/logs/tables/{name}.log",
+        params:
+            profile=PROFILE,
+            vg=VG,
+            results=lambda wc, output: results_of(output[0]),
+            name=name,
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        shell:
+            "{params.vg} table {params.name} {params.profile} --results {params.results} > {log} 2>&1"
+
