@@ -14,6 +14,7 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/paper.smk"
 
 report: "workflow/report/workflow.rst"
 
@@ -23,6 +24,8 @@ rule all:
         f"{R}/aggregate/runs.parquet",
         f"{R}/aggregate/curves.parquet",
         STATS,
-        expand(f"{R}/figures/{{name}}.{{ext}}", name=FIGURES, ext=("pdf", "png")),
-        expand(f"{R}/tables/{{name}}.tex", name=TABLES),
+        FIGURE_FILES,
+        TABLE_FILES,
+        [PAPER] if HAVE_LATEX else [],
+        f"{R}/MANIFEST.json",
     default_target: True

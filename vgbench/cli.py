@@ -116,6 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("--results", default="results")
     tb.set_defaults(func=_stage("tables"))
 
+    pp = sub.add_parser("paper", help="build the paper PDF with latexmk from paper/main.tex and the results")
+    pp.add_argument("profile")
+    pp.add_argument("--results", default="results")
+    pp.add_argument("--out", default="paper/vgbench.pdf")
+    pp.set_defaults(func=_stage("paper"))
+
+    mf = sub.add_parser("manifest", help="write results/MANIFEST.json (sha256 + provenance of every output)")
+    mf.add_argument("profile")
+    mf.add_argument("--results", default="results")
+    mf.add_argument("--paper", default="paper/vgbench.pdf")
+    mf.set_defaults(func=_stage("manifest"))
+
+    vf = sub.add_parser("verify", help="recheck every output against results/MANIFEST.json")
+    vf.add_argument("manifest", nargs="?", default="results/MANIFEST.json")
+    vf.set_defaults(func=lambda a: __import__("vgbench.manifest", fromlist=["x"]).verify_main(a))
+
+    ws = sub.add_parser("wandb-summary", help="one aggregate W&B run with figures, tables and results")
+    ws.add_argument("profile")
+    ws.add_argument("--results", default="results")
+    ws.set_defaults(func=_stage("wandb_summary"))
+
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
     b.add_argument("--steps", type=int, default=2000)
     b.add_argument("--depth", type=int, default=20)

@@ -36,7 +36,8 @@ def marker_path(results: str | Path, stage: str, job: str) -> Path:
 def main(args) -> int:
     profile = grid.load_profile(args.profile)
     specs = specs_for(profile, args.stage, args.job, args.selected)
-    from vgbench.train import run, write_json_atomic
+    from vgbench.provenance import write_json_atomic
+    from vgbench.train import run
     t0 = time.perf_counter()
     done, trained = [], 0
     for spec in specs:

@@ -28,7 +28,7 @@ from vgbench.config import RunConfig, config_hash
 from vgbench.data import Batches, Task, load_task
 from vgbench.instruments import Recorder, schedule
 from vgbench.models import build_model, task_loss
-from vgbench.provenance import git_commit
+from vgbench.provenance import git_commit, write_json_atomic
 
 log = logging.getLogger("vgbench")
 
@@ -190,22 +190,6 @@ def _versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "pytorch_lightning": pytorch_lightning.__version__, "numpy": np.__version__,
             "vgbench": vgbench.__version__}
-
-
-def _json_safe(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    return x
-
-
-def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _device() -> torch.device:

@@ -1,0 +1,106 @@
+"""`vgbench manifest` / `vgbench verify`: results/MANIFEST.json, the provenance of every output.
+
+Each entry: path (relative to the working directory), sha256, bytes, the rule that made it
+and its inputs (as the workflow declares them). The manifest also records the profile and
+its hash, the git commit and the vgbench version. `verify` recomputes every hash and fails,
+naming the files, if any output is missing or was modified.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from vgbench.provenance import git_commit, sha256, write_json_atomic
+
+RUN_FILES = ("config.json", "metrics.csv", "gradients.parquet", "summary.json")
+
+
+def _rule(rel: Path) -> tuple[str, list[str]]:
+    parts = rel.parts
+    top, name = parts[0], rel.stem
+    if top == "runs":
+        stage = "tune" if parts[1].startswith("tune-") else "final"
+        return ("tune_job" if stage == "tune" else "train_job"), ["profile", f"jobs/{stage}/<job>.json"]
+    if top == "jobs":
+        return ("tune_job" if parts[1] == "tune" else "train_job"), ["profile"]
+    if top == "tuning":
+        return "select_lr", ["jobs/tune/*.json"]
+    if top == "aggregate":
+        return "aggregate", ["jobs/final/*.json", "runs/*/summary.json"]
+    if top == "stats":
+        return ("compute_theory" if name == "theory" else "compute_stats"), ["aggregate/runs.parquet",
+                                                                            "aggregate/curves.parquet"]
+    if top == "figures":
+        return f"plot_{name}", ["aggregate/*.parquet", "stats/*.csv"]
+    if top == "tables":
+        return f"write_{name}", ["aggregate/*.parquet", "stats/*.csv"]
+    return "unknown", []
+
+
+def collect(results: Path) -> list[Path]:
+    files = []
+    for sub in ("aggregate", "stats", "figures", "tables", "tuning", "jobs"):
+        files += sorted(p for p in (results / sub).rglob("*") if p.is_file())
+    for run in sorted((results / "runs").glob("*")):
+        files += [run / f for f in RUN_FILES if (run / f).is_file()]
+    return files
+
+
+def build(profile, results: str | Path, paper: str | Path | None) -> dict:
+    import vgbench
+    results = Path(results)
+    entries = []
+    for f in collect(results):
+        rule, inputs = _rule(f.relative_to(results))
+        entries.append({"path": f.as_posix(), "sha256": sha256(f), "bytes": f.stat().st_size, "rule": rule,
+                        "inputs": [f"{results.as_posix()}/{i}" if i != "profile" else profile.path for i in inputs]})
+    if paper and Path(paper).is_file():
+        entries.append({"path": Path(paper).as_posix(), "sha256": sha256(paper), "bytes": Path(paper).stat().st_size,
+                        "rule": "build_paper", "inputs": ["paper/main.tex", "paper/vgbench.bib",
+                                                          f"{results.as_posix()}/tables/*.tex",
+                                                          f"{results.as_posix()}/figures/*.pdf"]})
+    return {"profile": profile.name, "profile_path": profile.path, "profile_hash": profile.hash,
+            "commit": git_commit(), "vgbench": vgbench.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "n_files": len(entries),
+            "files": entries}
+
+
+def verify(manifest: str | Path) -> list[str]:
+    """Problems found: 'modified: PATH' / 'missing: PATH' (empty list = all good)."""
+    m = json.loads(Path(manifest).read_text())
+    problems = []
+    for e in m["files"]:
+        p = Path(e["path"])
+        if not p.is_file():
+            problems.append(f"missing: {p}")
+        elif sha256(p) != e["sha256"]:
+            problems.append(f"modified: {p}")
+    return problems
+
+
+def main(args) -> int:
+    from vgbench import grid
+    prof = grid.load_profile(args.profile)
+    m = build(prof, args.results, args.paper)
+    out = Path(args.results) / "MANIFEST.json"
+    write_json_atomic(out, m)
+    print(f"manifest: {m['n_files']} files -> {out}")
+    return 0
+
+
+def verify_main(args) -> int:
+    path = Path(args.manifest)
+    if not path.is_file():
+        print(f"vgbench verify: error: {path} not found (run the pipeline first)", file=sys.stderr)
+        return 1
+    problems = verify(path)
+    n = len(json.loads(path.read_text())["files"])
+    if problems:
+        for p in problems:
+            print(f"vgbench verify: {p}", file=sys.stderr)
+        print(f"vgbench verify: FAILED, {len(problems)} of {n} files do not match {path}", file=sys.stderr)
+        return 1
+    print(f"vgbench verify: OK, {n} files match {path}")
+    return 0

@@ -1,0 +1,41 @@
+"""`vgbench paper PROFILE`: build paper/vgbench.pdf from paper/main.tex with latexmk.
+
+The LaTeX sources are copied into <results>/paper_build with a generated paths.tex that
+points \\vgresults at the results folder, so the same main.tex builds from any results
+tree. Without latexmk it says how to install it and exits 3 (the Snakefile then leaves
+the paper out of the targets, so the rest of the pipeline still completes).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+INSTALL = ("latexmk not found: the paper stage needs a LaTeX installation. On Debian/Ubuntu: "
+           "sudo apt-get install texlive-latex-base texlive-latex-recommended texlive-latex-extra "
+           "latexmk texlive-fonts-recommended")
+SOURCES = Path(__file__).resolve().parents[1] / "paper"
+
+
+def main(args) -> int:
+    if shutil.which("latexmk") is None:
+        print(f"vgbench paper: {INSTALL}")
+        return 3
+    res = Path(args.results).resolve()
+    build = res / "paper_build"
+    build.mkdir(parents=True, exist_ok=True)
+    for f in ("main.tex", "vgbench.bib"):
+        shutil.copy2(SOURCES / f, build / f)
+    (build / "paths.tex").write_text(f"\\newcommand{{\\vgresults}}{{{res.as_posix()}}}\n")
+    cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-jobname=vgbench", "main.tex"]
+    p = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
+    if p.returncode != 0:
+        log = build / "vgbench.log"
+        tail = log.read_text(errors="replace")[-3000:] if log.exists() else p.stdout[-3000:]
+        print(f"vgbench paper: latexmk failed (exit {p.returncode}); end of the LaTeX log:\n{tail}")
+        return 1
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(build / "vgbench.pdf", out)
+    print(f"paper: {out}")
+    return 0
