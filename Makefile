@@ -7,7 +7,7 @@ PROFILE ?= configs/default.yaml
 # torch first, pinned: any other torch request can pull a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: reproduce smoke test install install-dev bench clean
+.PHONY: reproduce smoke test install install-dev report verify bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,8 +34,15 @@ test: $(BIN)/.installed-dev
 smoke: $(BIN)/.installed
 	$(SNAKE) --cores $(CORES) --configfile configs/smoke.yaml --config results=results/smoke
 
+report: $(BIN)/.installed
+	$(SNAKE) --cores 1 --configfile $(PROFILE) --report results/report.html
+
+verify: $(BIN)/.installed
+	$(BIN)/vgbench verify results/MANIFEST.json
+
 bench: $(BIN)/.installed
 	$(BIN)/vgbench bench
 
 clean:
-	rm -rf results/runs results/aggregate results/tuning results/stats results/figures results/tables results/logs .snakemake
+	rm -rf results/runs results/aggregate results/tuning results/stats results/figures results/tables \
+	       results/logs results/jobs results/paper_build results/MANIFEST.json results/wandb_summary.json .snakemake

@@ -1,6 +1,8 @@
 """The Snakemake pipeline: dry runs of every profile, the smoke profile end to end in a
 temporary directory, resume after a lost run, and bad profiles failing before any job."""
 import json
+import re
+import shutil
 import os
 import subprocess
 import sys
@@ -108,3 +110,68 @@ def test_aggregate_fails_loudly_on_missing_run(smoke, tmp_path):
         assert code == 1
     finally:
         s.write_text(saved)
+
+
+def test_smoke_analysis_outputs_exist_and_parse(smoke):
+    from vgbench.figures import NAMES as FIGS
+    from vgbench.tables import NAMES as TABS
+    work, _ = smoke
+    res = work / "results"
+    for n in ("conditions", "comparisons", "friedman", "ranks", "claims", "theory"):
+        assert len(pd.read_csv(res / "stats" / f"{n}.csv")) > 0, n
+    claims = pd.read_csv(res / "stats/claims.csv")
+    assert set(claims.verdict) <= {"supported", "not supported", "inconclusive"}
+    for n in FIGS:
+        assert (res / "figures" / f"{n}.pdf").stat().st_size > 1000, n
+        assert (res / "figures" / f"{n}.png").read_bytes()[:4] == b"\x89PNG", n
+    for n in TABS:
+        text = (res / "tables" / f"{n}.tex").read_text()
+        assert (r"\begin{tabular}" in text and r"\bottomrule" in text) or (n == "numbers" and r"\newcommand" in text), n
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk not installed (CI installs it)")
+def test_tables_compile_in_a_minimal_document(smoke, tmp_path):
+    from vgbench.tables import NAMES as TABS
+    work, _ = smoke
+    body = "\n".join(rf"\input{{{work}/results/tables/{n}.tex}}" for n in TABS)
+    (tmp_path / "t.tex").write_text("\\documentclass{article}\\usepackage{booktabs,graphicx,array}\n"
+                                    f"\\begin{{document}}\n{body}\n\\vgNumRuns\n\\end{{document}}\n")
+    p = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk not installed (CI installs it)")
+def test_paper_has_every_figure_and_table(smoke):
+    from vgbench.figures import NAMES as FIGS
+    work, _ = smoke
+    pdf = work / "paper/vgbench.pdf"
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    n_fig = len(set(re.findall(r"Figure (\d+):", text)))
+    n_tab = len(set(re.findall(r"Table (\d+):", text)))
+    assert n_fig == len(FIGS) and n_tab == 6
+    assert "Claims about vanishing and exploding gradients, tested" in text
+    assert "inconclusive" in text or "supported" in text
+
+
+def test_manifest_verify_passes_then_names_the_modified_file(smoke, capsys):
+    from vgbench import cli
+    work, _ = smoke
+    man = work / "results/MANIFEST.json"
+    m = json.loads(man.read_text())
+    assert m["profile"] == "smoke" and m["n_files"] > 100
+    assert {e["rule"] for e in m["files"]} >= {"aggregate", "compute_stats", "plot_exploding", "write_claims"}
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert cli.main(["verify", "results/MANIFEST.json"]) == 0
+        target = work / "results/tables/claims.tex"
+        saved = target.read_bytes()
+        target.write_bytes(saved + b"% tampered\n")
+        try:
+            assert cli.main(["verify", "results/MANIFEST.json"]) == 1
+            assert "modified: results/tables/claims.tex" in capsys.readouterr().err
+        finally:
+            target.write_bytes(saved)
+    finally:
+        os.chdir(cwd)
