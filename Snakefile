@@ -19,6 +19,10 @@ include: "workflow/rules/paper.smk"
 report: "workflow/report/workflow.rst"
 
 
+localrules:
+    all,
+
+
 rule all:
     input:
         f"{R}/aggregate/runs.parquet",

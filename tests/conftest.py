@@ -1,5 +1,6 @@
 """Shared test settings: W&B off unless a test turns it on, one thread, tiny configs."""
 import os
+import sys
 
 import pytest
 import torch
@@ -14,3 +15,34 @@ def tiny():
     """A few-second mnist1d MLP run config (a dict, so tests can vary it)."""
     return {"task": "mnist1d", "model": "mlp", "depth": 3, "width": 16, "steps": 20,
             "batch_size": 50, "record_points": 4}
+
+
+# --- the Snakemake pipeline, shared by the pipeline and cluster tests ---------------------
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+
+
+def snake(workdir, *args, check=True, profile="local", **kw):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    p = subprocess.run([*SNAKEMAKE, "-d", str(workdir), *(["--cores", "2"] if profile == "local" else []),
+                        "--workflow-profile", str(REPO / "workflow/profiles" / profile), *args],
+                       capture_output=True, text=True, env=env, cwd=REPO, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
+    return p
+
+
+def executed(p, rule):
+    """Number of jobs of `rule` Snakemake started (it prints 'rule <rule>:' per job)."""
+    return (p.stdout + p.stderr).count(f"rule {rule}:")
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """The smoke profile run once, locally, end to end, in a temporary directory."""
+    work = tmp_path_factory.mktemp("smoke")
+    p = snake(work, "--configfile", str(REPO / "configs/smoke.yaml"))
+    return work, p

@@ -12,23 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-
-
-def snake(workdir, *args, check=True):
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    p = subprocess.run([*SNAKEMAKE, "-d", str(workdir), "--cores", "2",
-                        "--workflow-profile", str(REPO / "workflow/profiles/local"), *args],
-                       capture_output=True, text=True, env=env, cwd=REPO)
-    if check and p.returncode != 0:
-        raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
-    return p
-
-
-def executed(p, rule):
-    """Number of jobs of `rule` Snakemake started (it prints 'localrule <rule>:' per job)."""
-    return (p.stdout + p.stderr).count(f"rule {rule}:")
+from conftest import REPO, executed, snake
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default", "full"])
@@ -51,13 +35,6 @@ def test_bad_profile_fails_before_any_job(tmp_path):
     assert p.returncode != 0
     assert "study 'x'" in p.stderr and "swish" in p.stderr
     assert not (tmp_path / "results").exists()
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    work = tmp_path_factory.mktemp("smoke")
-    p = snake(work, "--configfile", str(REPO / "configs/smoke.yaml"))
-    return work, p
 
 
 def test_smoke_pipeline_end_to_end(smoke):

@@ -106,3 +106,14 @@ def test_comparisons_family_and_direction():
 ])
 def test_verdicts(row, expected):
     assert stats.verdict(row) == expected
+
+
+def test_underflowed_gradient_ratio_is_censored_not_dropped():
+    runs = _runs([{"study": "init_depth", "variant": "base", "seed": i, "run_id": f"r{i}", "final.test/acc": 0.1,
+                   "labels": json.dumps({"activation": "sigmoid", "init": "default"}), "grad_ratio_init": 0.0}
+                  for i in range(3)])
+    o = stats.outcomes(runs)
+    assert o["log10_ratio_init"].tolist() == pytest.approx([math.log10(stats.FLOAT32_TINY)] * 3)
+    c = stats.claims(o)
+    row = c[c.claim.str.startswith("Sigmoid")].iloc[0]
+    assert row["verdict"] == "supported" and row["effect"] > 44

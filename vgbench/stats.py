@@ -11,6 +11,7 @@ Reads results/aggregate/{runs,curves}.parquet (final runs) and writes results/st
                    and the Nemenyi critical difference; ranks.csv: mean rank per variant
   claims.csv       the literature's claims, each with its experiment, effect, CI, Holm-corrected
                    p over the claims family and a verdict computed from the data
+A first/last gradient ratio of exactly 0 (float32 underflow) is censored at log10 = -44.85.
 Diverged runs are failures, never dropped: their metric becomes the trivial predictor's
 (chance accuracy, or the constant / memoryless loss). `score` is accuracy, or minus the
 loss, so higher is better everywhere. No plotting here (figures never compute statistics).
@@ -28,6 +29,7 @@ from statsmodels.stats.multitest import multipletests
 
 ALPHA = 0.05
 N_BOOT = 2000
+FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)   # 1.4e-45
 
 
 # --- primitives (tested against hand-computed fixtures and scipy) ------------------------
@@ -125,7 +127,9 @@ def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     r["score"] = np.where(acc, r["value"], -r["value"])
     for k in ("grad_ratio_init", "grad_ratio_final"):
         v = pd.to_numeric(r.get(k), errors="coerce").astype(float)
-        r[f"log10_{k[len('grad_'):]}"] = np.log10(v.where(v > 0))
+        # a ratio of exactly 0 means the first layer's gradient underflowed float32: censor it
+        # at the smallest float32 (an upper bound on the true, even smaller, ratio)
+        r[f"log10_{k[len('grad_'):]}"] = np.log10(v.where(v > 0, np.where(v == 0, FLOAT32_TINY, np.nan)))
     r["labels_key"] = r["labels"].astype(str)
     return r
 
@@ -261,8 +265,9 @@ def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
                          "n_base": len(y), "verdict": "inconclusive", "note": "too few runs"})
             return
         if kind == "one_sample":
-            t = st.ttest_1samp(x, 0.0)
-            eff, (lo, hi), p = float(direction * x.mean()), bootstrap_ci(direction * x), float(t.pvalue)
+            # identical values (e.g. all censored at the float32 floor) are a certain effect
+            p = float(st.ttest_1samp(x, 0.0).pvalue) if np.ptp(x) > 0 else float(x.mean() == 0)
+            eff, (lo, hi) = float(direction * x.mean()), bootstrap_ci(direction * x)
             g = math.nan
         else:
             c = compare(x, y)

@@ -2,6 +2,7 @@
 
 
 rule aggregate:
+    localrule: True
     input:
         lambda wc: [marker("final", j) for j in final_jobs()],
     output:

@@ -5,6 +5,7 @@ from vgbench.figures import CAPTIONS, NAMES as FIGURES
 
 for name in FIGURES:
     rule:
+        localrule: True
         name:
             f"plot_{name}"
         input:

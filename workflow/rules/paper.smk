@@ -13,6 +13,7 @@ if not HAVE_LATEX:
 
 
 rule build_paper:
+    localrule: True
     input:
         FIGURE_FILES,
         TABLE_FILES,
@@ -35,6 +36,7 @@ rule build_paper:
 
 
 rule log_wandb_summary:
+    localrule: True
     input:
         FIGURE_FILES,
         TABLE_FILES,
@@ -57,6 +59,7 @@ rule log_wandb_summary:
 
 
 rule write_manifest:
+    localrule: True
     input:
         FIGURE_FILES,
         TABLE_FILES,

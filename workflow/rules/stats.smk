@@ -4,6 +4,7 @@ STATS = [f"{R}/stats/{n}.csv" for n in ("conditions", "comparisons", "friedman",
 
 
 rule compute_stats:
+    localrule: True
     input:
         AGGREGATES,
     output:
@@ -24,6 +25,7 @@ rule compute_stats:
 
 
 rule compute_theory:
+    localrule: True
     input:
         AGGREGATES,
     output:

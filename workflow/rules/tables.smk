@@ -4,6 +4,7 @@ from vgbench.tables import NAMES as TABLES
 
 for name in TABLES:
     rule:
+        localrule: True
         name:
             f"write_{name}"
         input:

@@ -22,6 +22,7 @@ rule tune_job:
 
 
 checkpoint select_lr:
+    localrule: True
     input:
         [marker("tune", j) for j in TUNE_JOBS],
     output:
