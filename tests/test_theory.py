@@ -52,3 +52,11 @@ def test_prediction_matches_a_measured_deep_net(act, init):
     pred = theory.predict(act, init, depth, width, in_dim=40)["log10_signal"][0]
     # within 15 % of the predicted orders of magnitude, or half a decade where it is ~flat
     assert np.mean(measured) == pytest.approx(pred, rel=0.15, abs=0.5)
+
+
+@pytest.mark.parametrize("q", [0.01, 1.0, 30.0, 256.0, 5000.0])
+def test_expectations_at_any_variance_match_monte_carlo(q):
+    z = np.random.default_rng(1).normal(0, math.sqrt(q), 4_000_000)
+    for act in ("tanh", "sigmoid", "softsign", "relu"):
+        mc = np.mean(theory.dphi(act, z) ** 2)
+        assert theory.expect(lambda u: theory.dphi(act, u) ** 2, q) == pytest.approx(mc, rel=0.02), (act, q)

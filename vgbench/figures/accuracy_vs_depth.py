@@ -16,7 +16,7 @@ def _score(runs):
 
 def make(frames):
     runs = final_runs(frames)
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.6))
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 2.6))
     for ax, study, order in ((axes[0], MLP, SHOWN), (axes[1], "cnn_resnet", ["cnn", "cnn_bn", "resnet", "resnet_bn"])):
         s = runs[runs["study"] == study].copy() if len(runs) else runs
         if s.empty or "depth" not in s:
@@ -29,6 +29,7 @@ def make(frames):
         ax.axhline(float(s["baseline_value"].iloc[0]), color="0.5", ls=":", lw=0.8)
         ax.set_title("MLP on mnist1d" if study == MLP else "CNN vs ResNet on mnist1d")
         ax.set_ylabel("test accuracy")
-        ax.legend(fontsize=6)
+        # outside the axes: inside, it hid the lines stuck at chance (baseline and others overlap there)
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), fontsize=6, title=None)
     fig.tight_layout()
     return fig
