@@ -24,7 +24,7 @@ def make(frames):
             continue
         s["test score"] = _score(s)
         hue = [v for v in order if v in set(s["variant"])]
-        sns.lineplot(s[s["variant"].isin(hue)], x="depth", y="test score", hue="variant", hue_order=hue,
+        sns.lineplot(s[s["variant"].isin(hue)], x="depth", y="test score", hue="variant", hue_order=hue, style="variant",
                      errorbar=("ci", 95), marker="o", ax=ax, linewidth=1)
         ax.axhline(float(s["baseline_value"].iloc[0]), color="0.5", ls=":", lw=0.8)
         ax.set_title("MLP on mnist1d" if study == MLP else "CNN vs ResNet on mnist1d")

@@ -22,7 +22,7 @@ def make(frames):
     picks = [steps[min(1, len(steps) - 1)], steps[len(steps) // 2], steps[-1]] if len(steps) else []
     order = [v for v in SHOWN if v in set(c["variant"])]
     for ax, s in zip(axes, picks):
-        sns.lineplot(c[c["step"] == s], x="index", y="value", hue="variant", hue_order=order,
+        sns.lineplot(c[c["step"] == s], x="index", y="value", hue="variant", hue_order=order, style="variant", style_order=order,
                      errorbar=("ci", 95), ax=ax, legend=ax is axes[-1], linewidth=1)
         ax.set_yscale("log")
         ax.set_title(f"step {s} (depth {d})")

@@ -21,7 +21,7 @@ def make(frames):
     r = r[(r["ratio"] > 0) & r["ratio"].notna()]
     r["step"] = r["step"].clip(lower=0.5)   # step 0 on a log axis
     order = [v for v in SHOWN if v in set(r["variant"])]
-    sns.lineplot(r, x="step", y="ratio", hue="variant", hue_order=order, errorbar=("ci", 95), ax=ax, linewidth=1)
+    sns.lineplot(r, x="step", y="ratio", hue="variant", hue_order=order, style="variant", style_order=order, errorbar=("ci", 95), ax=ax, linewidth=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.axhline(1, color="0.5", lw=0.6, ls=":")

@@ -17,7 +17,7 @@ def make(frames):
     c = curves_of(frames, MLP, "metric", sel["run_id"])
     c = c[c["name"] == "train/loss"]
     order = [v for v in SHOWN if v in set(c["variant"])]
-    sns.lineplot(c, x="step", y="value", hue="variant", hue_order=order, errorbar=("ci", 95), ax=ax, linewidth=1)
+    sns.lineplot(c, x="step", y="value", hue="variant", hue_order=order, style="variant", style_order=order, errorbar=("ci", 95), ax=ax, linewidth=1)
     ax.set_ylabel("training loss")
     ax.set_title(f"MLP depth {d}")
     sns.move_legend(ax, "center left", bbox_to_anchor=(1, 0.5))
