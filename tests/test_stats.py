@@ -117,3 +117,14 @@ def test_underflowed_gradient_ratio_is_censored_not_dropped():
     c = stats.claims(o)
     row = c[c.claim.str.startswith("Sigmoid")].iloc[0]
     assert row["verdict"] == "supported" and row["effect"] > 44
+
+
+def test_clipping_claim_uses_divergence_counts_with_fisher():
+    rows = []
+    for v, status in (("large_init", "diverged"), ("large_init_clip", "ok")):
+        rows += [{"study": "exploding", "variant": v, "labels": "{}", "seed": i, "run_id": f"{v}{i}",
+                  "final.test/acc": 0.1, "status": status} for i in range(5)]
+    c = stats.claims(stats.outcomes(_runs(rows)))
+    row = c[c.claim == "Clipping prevents explosion (large init)"].iloc[0]
+    assert row["effect"] == 1.0 and row["p"] == pytest.approx(st.fisher_exact([[0, 5], [5, 0]]).pvalue)
+    assert row["verdict"] == "supported"

@@ -264,6 +264,15 @@ def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
             rows.append({"claim": claim, "experiment": experiment, "quantity": quantity, "n": len(x),
                          "n_base": len(y), "verdict": "inconclusive", "note": "too few runs"})
             return
+        if kind == "rates":
+            # x, y: 1 = diverged; effect = fewer divergences than the baseline
+            table = [[int(x.sum()), len(x) - int(x.sum())], [int(y.sum()), len(y) - int(y.sum())]]
+            p = float(st.fisher_exact(table).pvalue)
+            lo_, hi_ = bootstrap_diff_ci(y, x)
+            rows.append({"claim": claim, "experiment": experiment, "quantity": quantity, "n": len(x),
+                         "n_base": len(y), "effect": float(y.mean() - x.mean()), "ci_low": lo_, "ci_high": hi_,
+                         "hedges_g": math.nan, "p": p, "kind": kind, "margin": margin})
+            return
         if kind == "one_sample":
             # identical values (e.g. all censored at the float32 floor) are a certain effect
             p = float(st.ttest_1samp(x, 0.0).pvalue) if np.ptp(x) > 0 else float(x.mean() == 0)
@@ -320,13 +329,17 @@ def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
         add("Residual connections help (conv)", f"cnn_resnet: resnet vs cnn, depth {dmax}",
             _sel(o, "cnn_resnet", "resnet", depth=dmax)["score"], _sel(o, "cnn_resnet", "cnn", depth=dmax)["score"])
     if "exploding" in set(o["study"]):
+        # "prevents explosion" / "curbs blow-up" are about divergence: Fisher's exact test on
+        # the diverged counts (effect: baseline's divergence rate minus the variant's)
         for v, b, claim in [("high_lr_clip", "high_lr", "Clipping prevents explosion (high lr)"),
                             ("large_init_clip", "large_init", "Clipping prevents explosion (large init)"),
                             ("high_lr_decay", "high_lr", "Weight decay curbs ReLU blow-up (high lr)"),
                             ("large_init_decay", "large_init", "Weight decay curbs ReLU blow-up (large init)")]:
-            x, y = _sel(o, "exploding", v)["score"], _sel(o, "exploding", b)["score"]
+            x, y = _sel(o, "exploding", v), _sel(o, "exploding", b)
             if len(x) and len(y):
-                add(claim, f"exploding: {v} vs {b} (diverged runs score as chance)", x, y)
+                add(claim, f"exploding: {v} vs {b}, fraction of seeds diverged",
+                    (x["status"] == "diverged").astype(float), (y["status"] == "diverged").astype(float),
+                    quantity="divergence_rate", kind="rates")
     if "rnn_tasks" in set(o["study"]):
         T = _max_label(o, "rnn_tasks", "task_args.seq_len")
         for task in sorted({json.loads(j).get("task") for j in _sel(o, "rnn_tasks")["labels_key"]}):

@@ -21,7 +21,7 @@ def make(frames):
     r = runs[(runs["study"] == "exploding") & (runs["stage"] == "final")]
     sns.stripplot(r, x="variant", y="max_grad_norm", order=order, ax=axes[1], size=3)
     axes[1].set_yscale("log")
-    axes[1].set_ylabel("largest total gradient norm")
+    axes[1].set_ylabel("largest gradient norm (before clipping)")
     for ax in axes:
         ax.tick_params(axis="x", rotation=35, labelsize=6)
         ax.set_xlabel("")
