@@ -214,6 +214,9 @@ class Recurrent(nn.Module):
         # torch's fused lstm/gru cells are ~2.3x faster per training step on CPU than the
         # same equations written out; used when there is no layer norm inside the cell.
         self.fused = cfg.model in ("lstm", "gru") and cfg.norm == "none"
+        # the fused CUDA lstm cell needs a hidden bias tensor; ours has none (it would be
+        # redundant with the input bias), so pass zeros
+        self.register_buffer("zero_bias", torch.zeros(G * W), persistent=False)
         self._init()
         self.captured: dict = {}
         self.aux_out: list = []
@@ -276,7 +279,7 @@ class Recurrent(nn.Module):
                 xp = ih(seq)  # (B, T, G*W) for all steps at once
             for t in range(T):
                 if self.fused and self.kind == "lstm":
-                    h, c = torch.lstm_cell(seq[:, t], (h, c), ih.weight, hh.weight, ih.bias, None)
+                    h, c = torch.lstm_cell(seq[:, t], (h, c), ih.weight, hh.weight, ih.bias, self.zero_bias)
                 elif self.fused:
                     h = torch.gru_cell(seq[:, t], h, ih.weight, hh.weight, ih.bias, hh.bias)
                 else:

@@ -114,8 +114,9 @@ class VGModule(pl.LightningModule):
         self.record_at = set(recorder.steps)
         self.step_i = 0
         n = max(cfg.steps, 1)
-        self.loss_buf = torch.zeros(n)
-        self.gnorm_buf = torch.zeros(n)
+        dev = next(net.parameters()).device
+        self.loss_buf = torch.zeros(n, device=dev)   # on the net's device: no sync per step on a GPU
+        self.gnorm_buf = torch.zeros(n, device=dev)
         self.rows: list[tuple] = []      # (step, split, metric, value)
         self.diverged_at: int | None = None
         self._last_eval = 0
@@ -293,6 +294,7 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
                              enable_model_summary=False, num_sanity_val_steps=0,
                              limit_val_batches=0, log_every_n_steps=max(cfg.steps, 1))
         trainer.fit(module, train_dataloaders=batches)
+        net.to(device)  # Lightning's teardown moves the module back to the CPU
     train_s = time.perf_counter() - t_fit
     if cfg.steps == 0:
         module.log_eval(0)

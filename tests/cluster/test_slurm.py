@@ -62,7 +62,8 @@ def test_scancel_fails_clearly_and_rerun_completes_the_rest(cluster, tmp_path):
     cmd = [*SNAKEMAKE, "-d", str(tmp_path), "--workflow-profile", str(REPO / "workflow/profiles/slurm"),
            "--configfile", str(REPO / "configs/smoke.yaml"), *FAST, "--retries", "0"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    logf = open(tmp_path / "snakemake.log", "w")   # a file, not a pipe nobody reads while we wait
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
     victim = None
     for _ in range(600):
         out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i"], capture_output=True, text=True).stdout.split()
@@ -73,7 +74,9 @@ def test_scancel_fails_clearly_and_rerun_completes_the_rest(cluster, tmp_path):
     assert victim, "no SLURM job started"
     time.sleep(3)
     subprocess.run(["scancel", victim], check=True)
-    log, _ = proc.communicate(timeout=900)
+    proc.wait(timeout=900)
+    logf.close()
+    log = (tmp_path / "snakemake.log").read_text()
     assert proc.returncode != 0
     assert "Error in group" in log or "Error in rule" in log or "failed" in log.lower(), log[-3000:]
     before = {f: f.stat().st_mtime_ns for f in (tmp_path / "results/runs").glob("*/summary.json")}
