@@ -76,66 +76,35 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", action="store_true", help="list Snakemake jobs (stage-study-variant) instead")
     g.set_defaults(func=_grid)
 
-    j = sub.add_parser("run-job", help="train the missing runs of one pipeline job (stage-study-variant)")
-    j.add_argument("profile")
+    def stage(name, module, help, named=False):
+        """A pipeline stage: `vgbench NAME [ITEM] PROFILE --results DIR`."""
+        sp = sub.add_parser(name, help=help)
+        if named:
+            sp.add_argument("name")
+        sp.add_argument("profile", help="configs/<profile>.yaml")
+        sp.add_argument("--results", default="results")
+        sp.set_defaults(func=_stage(module))
+        return sp
+
+    j = stage("run-job", "run_job", "train the missing runs of one pipeline job (stage-study-variant)")
     j.add_argument("--stage", choices=("tune", "final"), required=True)
     j.add_argument("--job", required=True)
-    j.add_argument("--results", default="results")
     j.add_argument("--selected", help="results/tuning/selected_lr.csv (final stage of tuned studies)")
-    j.set_defaults(func=_stage("run_job"))
-
-    s = sub.add_parser("select-lr", help="pick each condition's lr from the tuning runs")
-    s.add_argument("profile")
-    s.add_argument("--results", default="results")
-    s.set_defaults(func=_stage("select_lr"))
-
-    a = sub.add_parser("aggregate", help="run directories -> results/aggregate/{runs,curves}.parquet")
-    a.add_argument("profile")
-    a.add_argument("--results", default="results")
-    a.set_defaults(func=_stage("aggregate"))
-
-    st_ = sub.add_parser("stats", help="aggregate -> results/stats/*.csv (tests, CIs, effect sizes, claims)")
-    st_.add_argument("profile")
-    st_.add_argument("--results", default="results")
-    st_.set_defaults(func=_stage("stats"))
-
-    th = sub.add_parser("theory", help="mean-field predictions vs measured signal -> results/stats/theory.csv")
-    th.add_argument("profile")
-    th.add_argument("--results", default="results")
-    th.set_defaults(func=_stage("theory"))
-
-    fg = sub.add_parser("figure", help="draw one figure -> results/figures/NAME.{pdf,png}")
-    fg.add_argument("name")
-    fg.add_argument("profile")
-    fg.add_argument("--results", default="results")
-    fg.set_defaults(func=_stage("plot"))
-
-    tb = sub.add_parser("table", help="write one LaTeX table -> results/tables/NAME.tex")
-    tb.add_argument("name")
-    tb.add_argument("profile")
-    tb.add_argument("--results", default="results")
-    tb.set_defaults(func=_stage("tables"))
-
-    pp = sub.add_parser("paper", help="build the paper PDF with latexmk from paper/main.tex and the results")
-    pp.add_argument("profile")
-    pp.add_argument("--results", default="results")
-    pp.add_argument("--out", default="paper/vgbench.pdf")
-    pp.set_defaults(func=_stage("paper"))
-
-    mf = sub.add_parser("manifest", help="write results/MANIFEST.json (sha256 + provenance of every output)")
-    mf.add_argument("profile")
-    mf.add_argument("--results", default="results")
-    mf.add_argument("--paper", default="paper/vgbench.pdf")
-    mf.set_defaults(func=_stage("manifest"))
+    stage("select-lr", "select_lr", "pick each condition's lr from the tuning runs")
+    stage("aggregate", "aggregate", "run directories -> results/aggregate/{runs,curves}.parquet")
+    stage("stats", "stats", "aggregate -> results/stats/*.csv (tests, CIs, effect sizes, claims)")
+    stage("theory", "theory", "mean-field predictions vs measured signal -> results/stats/theory.csv")
+    stage("figure", "plot", "draw one figure -> results/figures/NAME.{pdf,png}", named=True)
+    stage("table", "tables", "write one LaTeX table -> results/tables/NAME.tex", named=True)
+    stage("paper", "paper", "build the paper PDF with latexmk from paper/main.tex and the results").add_argument(
+        "--out", default="paper/vgbench.pdf")
+    stage("manifest", "manifest", "write results/MANIFEST.json (sha256 + provenance of every output)").add_argument(
+        "--paper", default="paper/vgbench.pdf")
+    stage("wandb-summary", "wandb_summary", "one aggregate W&B run with figures, tables and results")
 
     vf = sub.add_parser("verify", help="recheck every output against results/MANIFEST.json")
     vf.add_argument("manifest", nargs="?", default="results/MANIFEST.json")
     vf.set_defaults(func=lambda a: __import__("vgbench.manifest", fromlist=["x"]).verify_main(a))
-
-    ws = sub.add_parser("wandb-summary", help="one aggregate W&B run with figures, tables and results")
-    ws.add_argument("profile")
-    ws.add_argument("--results", default="results")
-    ws.set_defaults(func=_stage("wandb_summary"))
 
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
     b.add_argument("--steps", type=int, default=2000)
