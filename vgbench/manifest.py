@@ -8,6 +8,7 @@ naming the files, if any output is missing or was modified.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,9 +49,17 @@ def collect(results: Path) -> list[Path]:
     return files
 
 
+def _rel(p: Path) -> Path:
+    """Paths relative to the working directory (where `vgbench verify` runs), if below it."""
+    try:
+        return Path(os.path.relpath(p)) if Path(p).resolve().is_relative_to(Path.cwd().resolve()) else Path(p)
+    except ValueError:
+        return Path(p)
+
+
 def build(profile, results: str | Path, paper: str | Path | None) -> dict:
     import vgbench
-    results = Path(results)
+    results = _rel(Path(results))
     entries = []
     for f in collect(results):
         rule, inputs = _rule(f.relative_to(results))
