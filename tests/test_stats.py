@@ -128,3 +128,13 @@ def test_clipping_claim_uses_divergence_counts_with_fisher():
     row = c[c.claim == "Clipping prevents explosion (large init)"].iloc[0]
     assert row["effect"] == 1.0 and row["p"] == pytest.approx(st.fisher_exact([[0, 5], [5, 0]]).pvalue)
     assert row["verdict"] == "supported"
+
+
+def test_prevention_claim_is_inconclusive_when_baseline_never_diverges():
+    rows = []
+    for v in ("high_lr", "high_lr_clip"):
+        rows += [{"study": "exploding", "variant": v, "labels": "{}", "seed": i, "run_id": f"{v}{i}",
+                  "final.test/acc": 0.5} for i in range(5)]
+    c = stats.claims(stats.outcomes(_runs(rows)))
+    row = c[c.claim == "Clipping prevents explosion (high lr)"].iloc[0]
+    assert row["verdict"] == "inconclusive" and row["note"] == "baseline never diverged"

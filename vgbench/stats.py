@@ -271,7 +271,9 @@ def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
             lo_, hi_ = bootstrap_diff_ci(y, x)
             rows.append({"claim": claim, "experiment": experiment, "quantity": quantity, "n": len(x),
                          "n_base": len(y), "effect": float(y.mean() - x.mean()), "ci_low": lo_, "ci_high": hi_,
-                         "hedges_g": math.nan, "p": p, "kind": kind, "margin": margin})
+                         "hedges_g": math.nan, "p": p, "kind": kind, "margin": margin,
+                         # nothing to prevent: the experiment cannot test the claim
+                         "note": "baseline never diverged" if y.sum() == 0 else None})
             return
         if kind == "one_sample":
             # identical values (e.g. all censored at the float32 floor) are a certain effect
@@ -373,7 +375,7 @@ def verdict(r: dict) -> str:
     """supported: significant (Holm) in the claimed direction -- or, for an equivalence claim,
     the CI inside +-margin; not supported: significant the other way, or the CI rules out
     any benefit (equivalence: CI entirely outside the margin); otherwise inconclusive."""
-    if r.get("note") == "too few runs" or not np.isfinite(r.get("p_holm", np.nan)):
+    if isinstance(r.get("note"), str) or not np.isfinite(r.get("p_holm", np.nan)):
         return "inconclusive"
     lo, hi, p = r["ci_low"], r["ci_high"], r["p_holm"]
     if r.get("kind") == "equivalence":
