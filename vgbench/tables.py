@@ -173,7 +173,7 @@ def claims(f, prof) -> str:
     return tabular("p{3.4cm}p{4.6cm}lllc", ["claim", "experiment", "quantity", "effect [95\\% CI]", "$p_{Holm}$",
                                            "verdict"], rows,
                    "Claims about vanishing and exploding gradients, tested. Effect: difference in the claimed "
-                   "direction (positive = as claimed); $p$: Welch's test, Holm-corrected over this table; verdicts "
+                   "direction (positive = as claimed); $p$: Welch's test (Fisher's exact test for divergence rates, a one-sample $t$-test for the ratio at init), Holm-corrected over this table; verdicts "
                    "computed from the data (supported: significant as claimed; not supported: significant the "
                    "other way or CI ruling out a benefit; equivalence claims: CI within $\\pm$ margin).",
                    "tab:claims")
