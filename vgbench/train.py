@@ -269,6 +269,7 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
                                            "versions": _versions(), "commit": git_commit()})
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*The `srun` command is available.*")  # vgbench runs one process per job
     warnings.filterwarnings("ignore", ".*Your `IterableDataset` has `__len__`.*")
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
