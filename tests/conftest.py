@@ -10,6 +10,18 @@ os.environ.setdefault("VGBENCH_ACCELERATOR", "cpu")
 torch.set_num_threads(1)
 
 
+_TASKS = {}
+
+
+def cached_task(cfg):
+    """load_task(cfg), built once per (task, task_args) for the whole session."""
+    from vgbench.data import load_task
+    key = (cfg.task, tuple(sorted(cfg.task_args.items())), cfg.data_seed)
+    if key not in _TASKS:
+        _TASKS[key] = load_task(cfg)
+    return _TASKS[key]
+
+
 @pytest.fixture
 def tiny():
     """A few-second mnist1d MLP run config (a dict, so tests can vary it)."""

@@ -7,28 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import cached_task
 from vgbench.config import load
-from vgbench.data import load_task
 from vgbench.models import build_model, task_loss
 from vgbench.train import make_optimizer, pretrain_greedy, run
 
-_tasks = {}
-
-
-def task_of(cfg):
-    key = (cfg.task, tuple(sorted(cfg.task_args.items())))
-    if key not in _tasks:
-        _tasks[key] = load_task(cfg)
-    return _tasks[key]
-
-
 def net_of(**kw):
     cfg = load(kw)
-    return cfg, build_model(cfg, task_of(cfg))
+    return cfg, build_model(cfg, cached_task(cfg))
 
 
 def signal_at_init(net, cfg, n=200):
-    t = task_of(cfg)
+    t = cached_task(cfg)
     out = net(t.x["train"][:n], capture=True)
     loss = task_loss(out, t.y["train"][:n], t.loss)
     if net.aux_out:
@@ -65,7 +55,7 @@ def test_prelu_slopes_learn_and_leaky_slope_is_configured():
     cfg, net = net_of(depth=3, width=16, activation="prelu", optimizer="adam", lr=0.01)
     before = [a.weight.detach().clone() for a in net.acts]
     assert all(torch.all(b == 0.25) for b in before)
-    t = task_of(cfg)
+    t = cached_task(cfg)
     opt = make_optimizer(cfg, net.parameters())
     for _ in range(5):
         loss = task_loss(net(t.x["train"][:100]), t.y["train"][:100], t.loss)
@@ -80,7 +70,7 @@ def test_prelu_slopes_learn_and_leaky_slope_is_configured():
 
 def test_batch_norm_batch_stats_in_training_running_stats_in_eval():
     cfg, net = net_of(depth=2, width=16, norm="batch")
-    x = task_of(cfg).x["train"][:64]
+    x = cached_task(cfg).x["train"][:64]
     net.train()
     z = net.norms[0](net.ops[0](x.flatten(1)))
     assert z.mean(0).abs().max() < 1e-5 and (z.var(0, unbiased=False) - 1).abs().max() < 1e-3
@@ -124,7 +114,7 @@ def test_weight_decay_shrinks_weights_by_expected_factor(opt):
 def test_sigmoid_grad_c_same_forward_bigger_backward():
     cfg0, n0 = net_of(depth=6, width=32)
     cfg1, n1 = net_of(depth=6, width=32, sigmoid_grad_c=0.1)
-    x = task_of(cfg0).x["train"][:50]
+    x = cached_task(cfg0).x["train"][:50]
     assert torch.equal(n0(x), n1(x))                        # same weights, same output
     s0, s1 = signal_at_init(n0, cfg0), signal_at_init(n1, cfg1)
     assert s1[0] / s1[-2] > 2 * s0[0] / s0[-2]              # less decay towards the input
@@ -132,7 +122,7 @@ def test_sigmoid_grad_c_same_forward_bigger_backward():
 
 def test_residual_skip_matters_and_keeps_signal_flowing():
     cfg, net = net_of(depth=20, width=64, residual=True, activation="relu", init="he")
-    x = task_of(cfg).x["train"][:50]
+    x = cached_task(cfg).x["train"][:50]
     y = net(x)
     plain_same_weights = copy.deepcopy(net)
     plain_same_weights.skips.clear()
@@ -149,7 +139,7 @@ def test_residual_skip_matters_and_keeps_signal_flowing():
 def test_greedy_pretraining_reconstruction_falls_and_freezes_earlier_layers():
     cfg, net = net_of(depth=3, width=32, pretrain="greedy_ae", pretrain_steps=150, optimizer="adam", lr=0.01)
     snaps = []
-    info = pretrain_greedy(cfg, net, task_of(cfg),
+    info = pretrain_greedy(cfg, net, cached_task(cfg),
                            on_layer_done=lambda l, n: snaps.append([o.weight.detach().clone() for o in n.ops]))
     assert info["steps"] == 450 and len(info["layers"]) == 3
     for layer in info["layers"]:
@@ -180,7 +170,7 @@ def test_aux_heads_strengthen_early_signal():
 
 def test_aux_heads_off_in_eval_and_reported_accuracy_is_main_head():
     cfg, net = net_of(depth=6, width=16, aux_loss_weight=0.3)
-    x = task_of(cfg).x["train"][:10]
+    x = cached_task(cfg).x["train"][:10]
     net.eval()
     net(x)
     assert net.aux_out == []

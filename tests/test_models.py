@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import cached_task
 from vgbench.config import ACTIVATIONS, load
-from vgbench.data import load_task
 from vgbench.models import SigmoidGradC, build_model, task_loss
 from vgbench.train import make_optimizer
 
@@ -19,18 +19,8 @@ CASES += [(m, t, SMALL_SEQ, "tanh", n) for m, t in (("lstm", "copy"), ("gru", "t
           for n in ("none", "layer")]
 CASES += [("rnn", "mnist1d_seq", {}, "relu", "none"), ("gru", "digits_seq", {}, "tanh", "none")]
 
-_tasks = {}
-
-
-def _task(cfg):
-    key = (cfg.task, tuple(sorted(cfg.task_args.items())))
-    if key not in _tasks:
-        _tasks[key] = load_task(cfg)
-    return _tasks[key]
-
-
 def train_steps(cfg, steps=3):
-    task = _task(cfg)
+    task = cached_task(cfg)
     net = build_model(cfg, task)
     opt = make_optimizer(cfg, net.parameters())
     losses = []
@@ -54,7 +44,7 @@ def test_every_combination_trains_three_steps(model, task, args, act, norm):
 
 def test_signal_at_output_is_softmax_minus_onehot_over_batch():
     cfg = load({"depth": 4, "width": 16})
-    task = _task(cfg)
+    task = cached_task(cfg)
     net = build_model(cfg, task)
     x, y = task.x["train"][:25], task.y["train"][:25]
     out = net(x, capture=True)
@@ -80,7 +70,7 @@ def test_sigmoid_grad_c_backward_and_forward(c):
 
 
 def test_residual_blocks_have_projection_only_where_shapes_change():
-    net = build_model(load({"model": "resnet", "depth": 5, "width": 8}), _task(load({})))
+    net = build_model(load({"model": "resnet", "depth": 5, "width": 8}), cached_task(load({})))
     kinds = {k: type(m).__name__ for k, m in net.skips.items()}
     assert kinds == {"1": "Conv1d", "3": "Identity", "4": "Identity"}
 
@@ -88,7 +78,7 @@ def test_residual_blocks_have_projection_only_where_shapes_change():
 @pytest.mark.parametrize("model", ["lstm", "gru"])
 def test_fused_cells_equal_the_written_out_equations(model):
     cfg = load({"model": model, "task": "adding", "task_args": SMALL_SEQ, "depth": 2, "width": 8})
-    task = _task(cfg)
+    task = cached_task(cfg)
     net = build_model(cfg, task)
     x = task.x["train"][:16]
     assert net.fused

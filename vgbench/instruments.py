@@ -38,7 +38,6 @@ class Recorder:
         self.n = len(self.steps)
         self.filled = torch.zeros(self.n, dtype=torch.bool)
         self.buf: dict[str, torch.Tensor] = {"weight_grad": torch.full((self.n, len(self.params)), float("nan"))}
-        self.shape_done = False
 
     def _buf(self, kind, shape):
         if kind not in self.buf:

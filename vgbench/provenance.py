@@ -41,3 +41,17 @@ def write_json_atomic(path: Path, data) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=True))
     os.replace(tmp, path)
+
+
+def versions() -> dict:
+    """Versions of Python and of the packages a result depends on (installed metadata)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+    out = {"python": platform.python_version()}
+    for pkg in ("vgbench", "torch", "pytorch-lightning", "numpy", "scipy", "statsmodels", "pandas", "seaborn",
+                "snakemake"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out

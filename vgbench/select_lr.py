@@ -10,25 +10,20 @@ Output: one row per (condition, lr) with `selected` marking the winner.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from vgbench import grid, paths
+from vgbench.scores import outcome
 
 
 def score(summary: dict) -> float:
-    """Higher is better; failures score as the trivial predictor."""
-    base = summary["baseline"]
-    final = summary.get("final") or {}
-    if base["metric"] == "acc":
-        v = final.get("val/acc")
-        ok = summary["status"] == "ok" and v is not None and math.isfinite(v)
-        return v if ok else base["value"]
-    v = final.get("val/loss")
-    ok = summary["status"] == "ok" and v is not None and math.isfinite(v)
-    return -v if ok else -base["value"]
+    """Validation score of one run (higher is better; failures score as the trivial predictor)."""
+    row = {"status": summary["status"], "baseline_metric": summary["baseline"]["metric"],
+           "baseline_value": summary["baseline"]["value"],
+           **{f"final.{k}": v for k, v in (summary.get("final") or {}).items()}}
+    return float(outcome(pd.DataFrame([row]), "val")["score"].iloc[0])
 
 
 def select(profile: grid.Profile, results: str | Path) -> pd.DataFrame:

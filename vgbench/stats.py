@@ -27,6 +27,8 @@ import pandas as pd
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
+from vgbench.scores import outcome
+
 ALPHA = 0.05
 N_BOOT = 2000
 FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)   # 1.4e-45
@@ -118,13 +120,7 @@ def nemenyi_cd(k: int, n: int, alpha: float = ALPHA) -> float:
 def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     """Final runs with `metric`, `value` (failures -> trivial predictor), `score`, log10 ratios."""
     r = runs[runs["stage"] == "final"].copy()
-    acc = r["baseline_metric"] == "acc"
-    r["metric"] = np.where(acc, "test/acc", "test/loss")
-    raw = np.where(acc, r.get("final.test/acc", np.nan), r.get("final.test/loss", np.nan)).astype(float)
-    failed = (r["status"] != "ok") | ~np.isfinite(raw)
-    r["failed"] = failed
-    r["value"] = np.where(failed, r["baseline_value"], raw)
-    r["score"] = np.where(acc, r["value"], -r["value"])
+    r[["metric", "value", "score", "failed"]] = outcome(r, "test")
     for k in ("grad_ratio_init", "grad_ratio_final"):
         v = pd.to_numeric(r.get(k), errors="coerce").astype(float)
         # a ratio of exactly 0 means the first layer's gradient underflowed float32: censor it

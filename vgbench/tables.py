@@ -183,20 +183,8 @@ def _macro(name: str) -> str:
     return "".join(ch for ch in name.title() if ch.isalpha())
 
 
-def _versions() -> str:
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-    out = [f"Python {platform.python_version()}"]
-    for pkg in ("torch", "pytorch-lightning", "numpy", "scipy", "statsmodels", "pandas", "seaborn", "snakemake"):
-        try:
-            out.append(f"{pkg} {version(pkg)}")
-        except PackageNotFoundError:
-            pass
-    return ", ".join(out)
-
-
 def numbers(f, prof) -> str:
-    from vgbench.provenance import git_commit
+    from vgbench.provenance import git_commit, versions
     runs, c, cl = f["runs"], f["conditions"], f["claims"]
     fin = runs[runs["stage"] == "final"] if len(runs) else runs
     vals = {
@@ -206,7 +194,7 @@ def numbers(f, prof) -> str:
         "NumStudies": str(len(prof.studies)), "ProfileName": esc(prof.name), "ProfileHash": prof.hash,
         "Commit": esc(git_commit()[:12]),
         "NumClaims": str(len(cl)),
-        "Versions": esc(_versions()),
+        "Versions": esc(", ".join(f"{k} {v}" for k, v in versions().items())),
         "ComputeHours": num(float(runs["wall_s"].sum()) / 3600, 2) if "wall_s" in runs else "--",
     }
     for v in ("supported", "not supported", "inconclusive"):

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
 import time
 import warnings
@@ -28,7 +27,7 @@ from vgbench.config import RunConfig, config_hash
 from vgbench.data import Batches, Task, load_task
 from vgbench.instruments import Recorder, schedule
 from vgbench.models import build_model, task_loss
-from vgbench.provenance import git_commit, write_json_atomic
+from vgbench.provenance import git_commit, versions, write_json_atomic
 
 log = logging.getLogger("vgbench")
 
@@ -185,14 +184,6 @@ class VGModule(pl.LightningModule):
         return None
 
 
-def _versions() -> dict:
-    import pytorch_lightning
-    import vgbench
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "pytorch_lightning": pytorch_lightning.__version__, "numpy": np.__version__,
-            "vgbench": vgbench.__version__}
-
-
 def _device() -> torch.device:
     want = os.environ.get("VGBENCH_ACCELERATOR", "auto")
     if want in ("auto", "gpu", "cuda") and torch.cuda.is_available():
@@ -266,7 +257,7 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
     cond = config_hash(cfg.condition())
     write_json_atomic(out / paths.CONFIG, {"config": cfg.to_dict(), "run_id": out.name,
                                            "condition_id": cond, "config_hash": config_hash(cfg.to_dict()),
-                                           "versions": _versions(), "commit": git_commit()})
+                                           "versions": versions(), "commit": git_commit()})
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
     warnings.filterwarnings("ignore", ".*The `srun` command is available.*")  # vgbench runs one process per job

@@ -35,12 +35,27 @@ CAPTIONS = {
 }
 
 
-def load_frames(results: str | Path) -> dict:
-    r = Path(results)
-    frames = {}
-    for key, path in [("runs", "aggregate/runs.parquet"), ("curves", "aggregate/curves.parquet")]:
-        frames[key] = pd.read_parquet(r / path) if (r / path).exists() else pd.DataFrame()
-    for key in ("conditions", "comparisons", "claims", "ranks", "friedman", "theory"):
-        p = r / "stats" / f"{key}.csv"
-        frames[key] = pd.read_csv(p) if p.exists() and p.stat().st_size > 1 else pd.DataFrame()
-    return frames
+class Frames(dict):
+    """The results tree's tables, each read on first use: most figures and tables need two
+    or three of them, and curves.parquet is by far the largest."""
+
+    SOURCES = {"runs": "aggregate/runs.parquet", "curves": "aggregate/curves.parquet",
+               **{k: f"stats/{k}.csv" for k in ("conditions", "comparisons", "claims", "ranks", "friedman",
+                                                 "theory")}}
+
+    def __init__(self, results: str | Path):
+        super().__init__()
+        self.results = Path(results)
+
+    def __missing__(self, key: str) -> pd.DataFrame:
+        p = self.results / self.SOURCES[key]
+        if not p.exists() or p.stat().st_size <= 1:
+            df = pd.DataFrame()
+        else:
+            df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+        self[key] = df
+        return df
+
+
+def load_frames(results: str | Path) -> Frames:
+    return Frames(results)

@@ -39,3 +39,14 @@ def curves_of(frames, study: str, kind: str, run_ids=None) -> pd.DataFrame:
 
 def positive(df: pd.DataFrame, col: str = "value") -> pd.DataFrame:
     return df[np.isfinite(df[col]) & (df[col] > 0)]
+
+
+def deepest_mlp(frames, variants=SHOWN):
+    """(final runs of the MLP study at its deepest depth, restricted to `variants`, depth),
+    or (None, None) when the profile has no such study."""
+    runs = final_runs(frames)
+    d = deepest(runs) if len(runs) else None
+    if d is None:
+        return None, None
+    sel = runs[(runs["study"] == MLP) & (runs["depth"] == d)]
+    return (sel[sel["variant"].isin(variants)] if variants is not None else sel), d

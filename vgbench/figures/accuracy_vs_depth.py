@@ -4,14 +4,7 @@ import seaborn as sns
 
 from vgbench.figures import style
 from vgbench.figures._data import MLP, SHOWN, final_runs
-
-
-def _score(runs):
-    acc = runs["baseline_metric"] == "acc"
-    v = runs["final.test/acc"].where(acc, -runs.get("final.test/loss"))
-    failed = (runs["status"] != "ok") | v.isna()
-    # a diverged run is a failure at chance level, as in the statistics
-    return v.where(~failed, runs["baseline_value"].where(acc, -runs["baseline_value"]))
+from vgbench.scores import outcome
 
 
 def make(frames):
@@ -22,7 +15,7 @@ def make(frames):
         if s.empty or "depth" not in s:
             style.empty(ax)
             continue
-        s["test score"] = _score(s)
+        s["test score"] = outcome(s, "test")["score"]
         hue = [v for v in order if v in set(s["variant"])]
         sns.lineplot(s[s["variant"].isin(hue)], x="depth", y="test score", hue="variant", hue_order=hue, style="variant",
                      errorbar=("ci", 95), marker="o", ax=ax, linewidth=1)

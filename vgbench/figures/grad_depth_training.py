@@ -4,18 +4,16 @@ import numpy as np
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import MLP, SHOWN, curves_of, deepest, final_runs, positive
+from vgbench.figures._data import MLP, SHOWN, curves_of, deepest_mlp, positive
 
 
 def make(frames):
-    runs = final_runs(frames)
-    d = deepest(runs) if len(runs) else None
+    sel, d = deepest_mlp(frames)
     fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.4), sharey=True)
     if d is None:
         for ax in axes:
             style.empty(ax)
         return fig
-    sel = runs[(runs["study"] == MLP) & (runs["depth"] == d) & runs["variant"].isin(SHOWN)]
     c = positive(curves_of(frames, MLP, "signal", sel["run_id"]))
     c = c[c["name"] != "logits"]
     steps = np.array(sorted(c["step"].unique()))

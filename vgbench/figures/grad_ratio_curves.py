@@ -3,17 +3,15 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import MLP, SHOWN, curves_of, deepest, final_runs
+from vgbench.figures._data import MLP, SHOWN, curves_of, deepest_mlp
 
 
 def make(frames):
-    runs = final_runs(frames)
-    d = deepest(runs) if len(runs) else None
+    sel, d = deepest_mlp(frames)
     fig, ax = plt.subplots(figsize=(4.2, 2.6))
     if d is None:
         style.empty(ax)
         return fig
-    sel = runs[(runs["study"] == MLP) & (runs["depth"] == d) & runs["variant"].isin(SHOWN)]
     w = curves_of(frames, MLP, "weight_grad", sel["run_id"])
     first = w[w["index"] == 0].set_index(["run_id", "step"])["value"]
     last = w[w["index"] == w.groupby("run_id")["index"].transform("max")].set_index(["run_id", "step"])["value"]

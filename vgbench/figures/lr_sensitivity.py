@@ -4,6 +4,7 @@ import seaborn as sns
 
 from vgbench.figures import style
 from vgbench.figures._data import SHOWN, with_labels
+from vgbench.scores import outcome
 
 
 def make(frames):
@@ -16,9 +17,7 @@ def make(frames):
         return fig
     for ax, study in zip(axes.flat, studies):
         s = t[t["study"] == study].copy()
-        acc = s["baseline_metric"] == "acc"
-        s["val score"] = s["final.val/acc"].where(acc, -s.get("final.val/loss"))
-        s.loc[s["status"] != "ok", "val score"] = s["baseline_value"].where(acc, -s["baseline_value"])
+        s["val score"] = outcome(s, "val")["score"]
         if "depth" in s and s["depth"].notna().any():
             s = s[s["depth"] == s["depth"].max()]
         hue = [v for v in SHOWN if v in set(s["variant"])] or sorted(s["variant"].unique())[:8]

@@ -4,7 +4,7 @@ import seaborn as sns
 
 from vgbench.figures import style
 from vgbench.figures._data import final_runs
-from vgbench.figures.accuracy_vs_depth import _score
+from vgbench.scores import outcome
 
 
 def make(frames):
@@ -15,7 +15,7 @@ def make(frames):
     if not tasks:
         style.empty(axes[0, 0])
         return fig
-    s["score"] = _score(s)
+    s["score"] = outcome(s, "test")["score"]
     order = [v for v in ["rnn", "irnn", "lstm", "gru", "rnn_clip", "irnn_clip", "lstm_clip", "gru_clip"]
              if v in set(s["variant"])]
     for ax, task in zip(axes.flat, tasks):
@@ -24,10 +24,8 @@ def make(frames):
         d = d.assign(metric=d["score"] if acc else -d["score"])
         sns.lineplot(d, x="task_args.seq_len", y="metric", hue="variant", hue_order=order, errorbar=("ci", 95),
                      marker="o", ax=ax, legend=ax is axes.flat[-1], linewidth=1)
-        for T, b in d.groupby("task_args.seq_len")["baseline_value"].first().items():
-            ax.plot([T], [b], marker="_", color="0.3", ms=10)
-        ax.plot(*zip(*sorted(d.groupby("task_args.seq_len")["baseline_value"].first().items())), ":", color="0.4",
-                lw=0.8)
+        base = d.groupby("task_args.seq_len")["baseline_value"].first()
+        ax.plot(base.index, base.values, ":", marker="_", ms=10, color="0.4", lw=0.8)
         ax.set_title(task)
         ax.set_xlabel("sequence length T")
         ax.set_ylabel("test accuracy" if acc else "test loss (lower is better)")

@@ -3,19 +3,18 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import MLP, curves_of, deepest, final_runs
+from vgbench.figures._data import MLP, curves_of, deepest_mlp
 
 
 def make(frames):
-    runs = final_runs(frames)
-    d = deepest(runs) if len(runs) else None
+    runs, d = deepest_mlp(frames, variants=None)
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.5))
     if d is None:
         for ax in axes:
             style.empty(ax)
         return fig
     for ax, (kind, variant) in zip(axes, (("saturation", "baseline"), ("dead", "relu"))):
-        sel = runs[(runs["study"] == MLP) & (runs["depth"] == d) & (runs["variant"] == variant)]
+        sel = runs[runs["variant"] == variant]
         c = curves_of(frames, MLP, kind, sel["run_id"])
         if c.empty:
             style.empty(ax, f"no {kind} data ({variant})")

@@ -3,17 +3,15 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import MLP, SHOWN, curves_of, deepest, final_runs
+from vgbench.figures._data import MLP, SHOWN, curves_of, deepest_mlp
 
 
 def make(frames):
-    runs = final_runs(frames)
-    d = deepest(runs) if len(runs) else None
+    sel, d = deepest_mlp(frames)
     fig, ax = plt.subplots(figsize=(4.2, 2.6))
     if d is None:
         style.empty(ax)
         return fig
-    sel = runs[(runs["study"] == MLP) & (runs["depth"] == d) & runs["variant"].isin(SHOWN)]
     c = curves_of(frames, MLP, "metric", sel["run_id"])
     c = c[c["name"] == "train/loss"]
     order = [v for v in SHOWN if v in set(c["variant"])]
