@@ -60,3 +60,15 @@ def test_expectations_at_any_variance_match_monte_carlo(q):
     for act in ("tanh", "sigmoid", "softsign", "relu"):
         mc = np.mean(theory.dphi(act, z) ** 2)
         assert theory.expect(lambda u: theory.dphi(act, u) ** 2, q) == pytest.approx(mc, rel=0.02), (act, q)
+
+
+def test_theory_gap_macros_name_the_worst_pair():
+    import pandas as pd
+    from vgbench.tables import theory_gap
+    th = pd.DataFrame({"activation": ["relu", "relu", "gelu", "tanh_x"], "init": ["he", "he", "he", "xavier"],
+                       "layer": [0, 1, 0, 0], "slope_measured": [0.0, 0.0, 0.02, 0.01],
+                       "slope_predicted": [0.001, 0.001, 0.13, 0.01]})
+    v = theory_gap(th)
+    assert v["TheoryMaxGap"] == "0.110" and v["TheoryWorst"] == r"gelu with he init"
+    assert v["TheoryMedianGap"] == "0.001"
+    assert theory_gap(pd.DataFrame())["TheoryWorst"] == "--"
