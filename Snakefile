@@ -25,11 +25,10 @@ localrules:
 
 rule all:
     input:
-        f"{R}/aggregate/runs.parquet",
-        f"{R}/aggregate/curves.parquet",
+        AGGREGATES,
         STATS,
         FIGURE_FILES,
         TABLE_FILES,
         [PAPER] if HAVE_LATEX else [],
-        f"{R}/MANIFEST.json",
+        MANIFEST,
     default_target: True

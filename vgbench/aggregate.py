@@ -20,7 +20,7 @@ from vgbench.select_lr import read_selected
 
 
 def expected(profile: grid.Profile, results: str | Path) -> list[grid.RunSpec]:
-    sel_csv = Path(results) / "tuning" / "selected_lr.csv"
+    sel_csv = paths.selected_lr(results)
     tuned = any(s.lr_grid for s in profile.studies.values())
     if tuned and not sel_csv.is_file():
         raise FileNotFoundError(f"{sel_csv} is missing: run the tune and select_lr stages first")
@@ -82,10 +82,10 @@ def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame,
 def main(args) -> int:
     profile = grid.load_profile(args.profile)
     runs, curves = aggregate(profile, args.results)
-    out = Path(args.results) / "aggregate"
+    out = paths.aggregate("runs", args.results).parent
     out.mkdir(parents=True, exist_ok=True)
-    runs.to_parquet(out / "runs.parquet", index=False)
-    curves.to_parquet(out / "curves.parquet", index=False)
+    runs.to_parquet(paths.aggregate("runs", args.results), index=False)
+    curves.to_parquet(paths.aggregate("curves", args.results), index=False)
     fin = runs[runs.stage == "final"]
     n_div = int((fin.status == "diverged").sum())
     print(f"aggregate: {len(runs)} runs found ({len(fin)} final: {len(fin) - n_div} ok, {n_div} diverged; "

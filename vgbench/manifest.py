@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from vgbench.provenance import git_commit, sha256, write_json_atomic
+from vgbench import paths
 
-RUN_FILES = ("config.json", "metrics.csv", "gradients.parquet", "summary.json")
 
 
 def _rule(rel: Path) -> tuple[str, list[str]]:
@@ -42,10 +42,10 @@ def _rule(rel: Path) -> tuple[str, list[str]]:
 
 def collect(results: Path) -> list[Path]:
     files = []
-    for sub in ("aggregate", "stats", "figures", "tables", "tuning", "jobs"):
+    for sub in (paths.AGGREGATE, paths.STATS, paths.FIGURES, paths.TABLES, paths.TUNING, paths.JOBS):
         files += sorted(p for p in (results / sub).rglob("*") if p.is_file())
-    for run in sorted((results / "runs").glob("*")):
-        files += [run / f for f in RUN_FILES if (run / f).is_file()]
+    for run in sorted(paths.runs_dir(results).glob("*")):
+        files += [run / f for f in paths.RUN_FILES if (run / f).is_file()]
     return files
 
 
@@ -93,7 +93,7 @@ def main(args) -> int:
     from vgbench import grid
     prof = grid.load_profile(args.profile)
     m = build(prof, args.results, args.paper)
-    out = Path(args.results) / "MANIFEST.json"
+    out = paths.manifest(args.results)
     write_json_atomic(out, m)
     print(f"manifest: {m['n_files']} files -> {out}")
     return 0

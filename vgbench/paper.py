@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from vgbench import paths
 
 INSTALL = ("latexmk not found: the paper stage needs a LaTeX installation. On Debian/Ubuntu: "
            "sudo apt-get install texlive-latex-base texlive-latex-recommended texlive-latex-extra "
@@ -22,7 +23,7 @@ def main(args) -> int:
         print(f"vgbench paper: {INSTALL}")
         return 3
     res = Path(args.results).resolve()
-    build = res / "paper_build"
+    build = paths.paper_build(res)
     build.mkdir(parents=True, exist_ok=True)
     for f in ("main.tex", "vgbench.bib"):
         shutil.copy2(SOURCES / f, build / f)

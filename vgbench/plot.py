@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 
 from vgbench.config import ConfigError
+from vgbench import paths
 
 
 def main(args) -> int:
@@ -17,7 +18,7 @@ def main(args) -> int:
     prof = grid.load_profile(args.profile)
     style.apply()
     fig = importlib.import_module(f"vgbench.figures.{args.name}").make(load_frames(args.results))
-    out = Path(args.results) / "figures"
+    out = paths.figure(args.name, "pdf", args.results).parent
     out.mkdir(parents=True, exist_ok=True)
     files = style.save(fig, str(out / args.name), {"figure": args.name, "commit": git_commit(),
                                                    "profile": prof.name, "profile_hash": prof.hash})

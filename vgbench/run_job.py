@@ -29,10 +29,6 @@ def specs_for(profile: grid.Profile, stage: str, job: str, selected_csv: str | N
     return mine
 
 
-def marker_path(results: str | Path, stage: str, job: str) -> Path:
-    return Path(results) / "jobs" / stage / f"{job}.json"
-
-
 def main(args) -> int:
     profile = grid.load_profile(args.profile)
     specs = specs_for(profile, args.stage, args.job, args.selected)
@@ -48,7 +44,7 @@ def main(args) -> int:
             print(f"{spec.run_id}: {s['status']} ({s['wall_s']:.1f} s)", flush=True)
         summary = json.loads((out / paths.SUMMARY).read_text())
         done.append({"run_id": spec.run_id, "status": summary["status"]})
-    marker = marker_path(args.results, args.stage, args.job)
+    marker = paths.job_marker(args.stage, args.job, args.results)
     marker.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(marker, {"job": args.job, "stage": args.stage, "profile": profile.name,
                                "profile_hash": profile.hash, "runs": done})

@@ -65,7 +65,7 @@ def read_selected(path: str | Path) -> dict[str, float]:
 def main(args) -> int:
     profile = grid.load_profile(args.profile)
     df = select(profile, args.results)
-    out = Path(args.results) / "tuning" / "selected_lr.csv"
+    out = paths.selected_lr(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     df.to_csv(tmp, index=False)

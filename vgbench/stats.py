@@ -28,6 +28,7 @@ from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
 from vgbench.scores import outcome
+from vgbench import paths
 
 ALPHA = 0.05
 N_BOOT = 2000
@@ -392,17 +393,17 @@ def main(args) -> int:
     from vgbench import grid
     prof = grid.load_profile(args.profile)
     res = Path(args.results)
-    runs = pd.read_parquet(res / "aggregate" / "runs.parquet")
-    curves = pd.read_parquet(res / "aggregate" / "curves.parquet")
+    runs = pd.read_parquet(paths.aggregate("runs", res))
+    curves = pd.read_parquet(paths.aggregate("curves", res))
     o = outcomes(runs)
-    out = res / "stats"
+    out = paths.stats("conditions", res).parent
     out.mkdir(parents=True, exist_ok=True)
     cond = condition_table(o)
     comp = comparisons(o, {n: s.baselines for n, s in prof.studies.items() if s.baselines})
     fr, rk = friedman(o, [n for n, s in prof.studies.items() if s.baselines])
     cl = claims(o, curves)
     for name, df in [("conditions", cond), ("comparisons", comp), ("friedman", fr), ("ranks", rk), ("claims", cl)]:
-        df.to_csv(out / f"{name}.csv", index=False)
+        df.to_csv(paths.stats(name, res), index=False)
     n_sig = int(comp["significant"].sum()) if len(comp) else 0
     print(f"stats: {len(cond)} conditions, {len(comp)} comparisons ({n_sig} significant after Holm), "
           f"{len(cl)} claims -> {out}")

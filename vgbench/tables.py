@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from vgbench.config import ConfigError
+from vgbench import paths
 
 NAMES = ("main_results", "grad_ratios", "rnn_results", "theory_vs_measured", "setup", "claims", "numbers")
 MLP = "mlp_mitigations"
@@ -244,8 +245,8 @@ def main(args) -> int:
         raise ConfigError(f"unknown table {args.name!r}; tables: {', '.join(NAMES)}")
     prof = grid.load_profile(args.profile)
     text = globals()[args.name](load_frames(args.results), prof)
-    out = Path(args.results) / "tables"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.tex").write_text(text)
-    print(f"table {args.name}: {out / args.name}.tex")
+    out = paths.table(args.name, args.results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"table {args.name}: {out}")
     return 0

@@ -171,8 +171,9 @@ def main(args) -> int:
     import pandas as pd
 
     res = Path(args.results)
-    t = table(pd.read_parquet(res / "aggregate/runs.parquet"), pd.read_parquet(res / "aggregate/curves.parquet"))
-    out = res / "stats" / "theory.csv"
+    from vgbench import paths
+    t = table(pd.read_parquet(paths.aggregate("runs", res)), pd.read_parquet(paths.aggregate("curves", res)))
+    out = paths.stats(paths.THEORY, res)
     out.parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(out, index=False)
     n = t.groupby(["activation", "init"]).ngroups if len(t) else 0

@@ -8,13 +8,14 @@ import os
 from pathlib import Path
 
 from vgbench.provenance import write_json_atomic
+from vgbench import paths
 
 
 def main(args) -> int:
     from vgbench import grid
     prof = grid.load_profile(args.profile)
     res = Path(args.results)
-    out = res / "wandb_summary.json"
+    out = paths.wandb_summary(res)
     mode = os.environ.get("WANDB_MODE", "offline")
     info = {"mode": mode, "profile": prof.name, "profile_hash": prof.hash}
     if mode == "disabled":
@@ -27,15 +28,15 @@ def main(args) -> int:
         run = wandb.init(project=os.environ.get("WANDB_PROJECT", "vgbench"), job_type="summary",
                          name=f"summary-{prof.name}-{prof.hash}", dir=str(res), mode=mode,
                          config={"profile": prof.name, "profile_hash": prof.hash}, tags=["summary", prof.name])
-        cond = pd.read_csv(res / "stats" / "conditions.csv")
+        cond = pd.read_csv(paths.stats("conditions", res))
         run.log({"conditions": wandb.Table(dataframe=cond)})
-        claims = res / "stats" / "claims.csv"
+        claims = paths.stats("claims", res)
         if claims.exists() and claims.stat().st_size > 1:
             run.log({"claims": wandb.Table(dataframe=pd.read_csv(claims))})
-        for png in sorted((res / "figures").glob("*.png")):
+        for png in sorted((res / paths.FIGURES).glob("*.png")):
             run.log({f"figures/{png.stem}": wandb.Image(str(png))})
         art = wandb.Artifact(f"vgbench-{prof.name}", type="results", metadata=info)
-        for sub in ("figures", "tables", "stats"):
+        for sub in (paths.FIGURES, paths.TABLES, paths.STATS):
             art.add_dir(str(res / sub), name=sub)
         run.log_artifact(art)
         info.update({"status": "ok", "run_dir": str(Path(run.dir).parent)})

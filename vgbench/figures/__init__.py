@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from vgbench import paths
 
 NAMES = ("grad_depth_init", "grad_depth_training", "grad_ratio_curves", "accuracy_vs_depth",
          "mitigation_effects", "rnn_grad_time", "rnn_seq_len", "training_curves", "saturation",
@@ -39,9 +40,8 @@ class Frames(dict):
     """The results tree's tables, each read on first use: most figures and tables need two
     or three of them, and curves.parquet is by far the largest."""
 
-    SOURCES = {"runs": "aggregate/runs.parquet", "curves": "aggregate/curves.parquet",
-               **{k: f"stats/{k}.csv" for k in ("conditions", "comparisons", "claims", "ranks", "friedman",
-                                                 "theory")}}
+    SOURCES = {**{k: paths.aggregate(k, ".") for k in paths.AGGREGATES},
+               **{k: paths.stats(k, ".") for k in (*paths.STATS_TABLES, paths.THEORY)}}
 
     def __init__(self, results: str | Path):
         super().__init__()

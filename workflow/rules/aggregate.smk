@@ -6,8 +6,8 @@ rule aggregate:
     input:
         lambda wc: [marker("final", j) for j in final_jobs()],
     output:
-        runs=f"{R}/aggregate/runs.parquet",
-        curves=f"{R}/aggregate/curves.parquet",
+        runs=AGGREGATES[0],
+        curves=AGGREGATES[1],
     conda:
         ENV
     log:

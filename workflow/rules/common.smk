@@ -12,8 +12,9 @@ R = str(config.get("results", "results"))
 VG = f"{sys.executable} -m vgbench"  # the Python that runs Snakemake has vgbench installed
 ENV = "../envs/vgbench.yaml"
 TUNED = any(s.lr_grid for s in PROF.studies.values())
-SELECTED = f"{R}/tuning/selected_lr.csv"
-AGGREGATES = [f"{R}/aggregate/runs.parquet", f"{R}/aggregate/curves.parquet"]
+SELECTED = str(paths.selected_lr(R))
+AGGREGATES = [str(paths.aggregate(n, R)) for n in paths.AGGREGATES]
+THEORY = str(paths.stats(paths.THEORY, R))
 TUNE_JOBS = grid.jobs(grid.tune_specs(PROF))
 
 
@@ -24,7 +25,7 @@ def results_of(output):
 
 
 def marker(stage, job):
-    return f"{R}/jobs/{stage}/{job}.json"
+    return str(paths.job_marker(stage, job, R))
 
 
 def sweep(stage, jobs, downstream):

@@ -11,10 +11,10 @@ for name in FIGURES:
         input:
             AGGREGATES,
             STATS,
-            f"{R}/stats/theory.csv",
+            THEORY,
         output:
-            pdf=f"{R}/figures/{name}.pdf",
-            png=report(f"{R}/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures"),
+            pdf=str(paths.figure(name, "pdf", R)),
+            png=report(str(paths.figure(name, "png", R)), caption=f"../report/{name}.rst", category="Figures"),
         conda:
             ENV
         log:

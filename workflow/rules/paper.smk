@@ -3,12 +3,11 @@
 import shutil
 
 HAVE_LATEX = shutil.which("latexmk") is not None
-# The default results folder builds the paper at DESIGN.md's paper/vgbench.pdf; any other
-# (e.g. `make smoke`'s results/smoke) builds its own <results>/vgbench.pdf, so a smoke run
-# never overwrites the default profile's paper.
-PAPER = "paper/vgbench.pdf" if os.path.normpath(R) == "results" else f"{R}/vgbench.pdf"
-FIGURE_FILES = expand(f"{R}/figures/{{name}}.{{ext}}", name=FIGURES, ext=("pdf", "png"))
-TABLE_FILES = expand(f"{R}/tables/{{name}}.tex", name=TABLES)
+WANDB_SUMMARY = str(paths.wandb_summary(R))
+MANIFEST = str(paths.manifest(R))
+PAPER = paths.paper(R)  # paper/vgbench.pdf, or <results>/vgbench.pdf for another results folder
+FIGURE_FILES = [str(paths.figure(n, e, R)) for n in FIGURES for e in ("pdf", "png")]
+TABLE_FILES = [str(paths.table(n, R)) for n in TABLES]
 if not HAVE_LATEX:
     print("vgbench: latexmk not found, so the paper stage is skipped (everything else runs). To build "
           f"{PAPER}: sudo apt-get install texlive-latex-base texlive-latex-recommended "
@@ -45,7 +44,7 @@ rule log_wandb_summary:
         TABLE_FILES,
         STATS,
     output:
-        f"{R}/wandb_summary.json",
+        WANDB_SUMMARY,
     conda:
         ENV
     log:
@@ -67,10 +66,10 @@ rule write_manifest:
         FIGURE_FILES,
         TABLE_FILES,
         STATS,
-        f"{R}/wandb_summary.json",
+        WANDB_SUMMARY,
         [PAPER] if HAVE_LATEX else [],
     output:
-        f"{R}/MANIFEST.json",
+        MANIFEST,
     conda:
         ENV
     log:

@@ -1,6 +1,6 @@
 # Statistics and the mean-field theory overlay (no plotting here).
 
-STATS = [f"{R}/stats/{n}.csv" for n in ("conditions", "comparisons", "friedman", "ranks", "claims")]
+STATS = [str(paths.stats(n, R)) for n in paths.STATS_TABLES]
 
 
 rule compute_stats:
@@ -29,7 +29,7 @@ rule compute_theory:
     input:
         AGGREGATES,
     output:
-        f"{R}/stats/theory.csv",
+        THEORY,
     conda:
         ENV
     log:

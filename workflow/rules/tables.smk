@@ -10,9 +10,9 @@ for name in TABLES:
         input:
             AGGREGATES,
             STATS,
-            f"{R}/stats/theory.csv",
+            THEORY,
         output:
-            report(f"{R}/tables/{name}.tex", caption=f"../report/table.rst", category="Tables"),
+            report(str(paths.table(name, R)), caption=f"../report/table.rst", category="Tables"),
         conda:
             ENV
         log:

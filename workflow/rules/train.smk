@@ -26,7 +26,7 @@ checkpoint select_lr:
     input:
         [marker("tune", j) for j in TUNE_JOBS],
     output:
-        f"{R}/tuning/selected_lr.csv",
+        SELECTED,
     conda:
         ENV
     log:
