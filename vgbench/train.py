@@ -262,6 +262,7 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
     warnings.filterwarnings("ignore", ".*The `srun` command is available.*")  # vgbench runs one process per job
     warnings.filterwarnings("ignore", ".*Your `IterableDataset` has `__len__`.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")  # Lightning's own use of torch's pytree
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
