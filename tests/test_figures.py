@@ -51,7 +51,8 @@ def synthetic_frames():
     runs = pd.concat([runs, tune], ignore_index=True)
     c = pd.DataFrame(curves, columns=["run_id", "kind", "step", "index", "name", "value"])
     c = c.merge(runs[runs.stage == "final"][["run_id", "study", "variant", "condition_id"]], on="run_id")
-    cond = pd.DataFrame({"study": ["exploding"] * 2, "variant": ["high_lr", "high_lr_clip"], "divergence_rate": [0.5, 0.0]})
+    cond = pd.DataFrame({"study": ["exploding"] * 2, "variant": ["high_lr", "high_lr_clip"], "divergence_rate": [0.5, 0.0],
+                         "n_diverged": [1, 0], "n": [2, 2]})
     comp = pd.DataFrame({"study": ["mlp_mitigations"] * 2, "variant": ["relu", "relu_he"], "baseline": ["baseline"] * 2,
                          "labels": ['{"depth": 4}'] * 2, "quantity": ["score"] * 2, "diff": [0.1, 0.3],
                          "diff_ci_low": [-0.05, 0.2], "diff_ci_high": [0.2, 0.4], "significant": [False, True]})

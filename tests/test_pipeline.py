@@ -142,6 +142,18 @@ def test_manifest_verify_passes_then_names_the_modified_file(smoke, capsys):
     os.chdir(work)
     try:
         assert cli.main(["verify", "results/MANIFEST.json"]) == 0
+        # only the profile's runs are listed: a run directory left from an older profile is not
+        from vgbench import grid, manifest
+        orphan = work / "results/runs/orphan-run"
+        orphan.mkdir()
+        (orphan / "summary.json").write_text("{}")
+        try:
+            b = manifest.build(grid.load_profile(str(REPO / "configs/smoke.yaml")), "results", None)
+        finally:
+            shutil.rmtree(orphan)
+        listed = {Path(e["path"]).parent.name for e in b["files"] if e["path"].startswith("results/runs/")}
+        assert "orphan-run" not in listed and b["other_run_dirs_not_listed"] == 1
+        assert len(listed) == b["n_runs"] == len(list((work / "results/runs").glob("*")))
         target = work / "results/tables/claims.tex"
         saved = target.read_bytes()
         target.write_bytes(saved + b"% tampered\n")

@@ -40,11 +40,14 @@ def _rule(rel: Path) -> tuple[str, list[str]]:
     return "unknown", []
 
 
-def collect(results: Path) -> list[Path]:
+def collect(results: Path, run_ids: set[str]) -> list[Path]:
+    """Every stage output, and the files of the profile's runs (`run_ids`): a run directory
+    left from an older version of the profile is not part of these results."""
     files = []
     for sub in (paths.AGGREGATE, paths.STATS, paths.FIGURES, paths.TABLES, paths.TUNING, paths.JOBS):
         files += sorted(p for p in (results / sub).rglob("*") if p.is_file())
-    for run in sorted(paths.runs_dir(results).glob("*")):
+    for run_id in sorted(run_ids):
+        run = paths.run_dir(run_id, results)
         files += [run / f for f in paths.RUN_FILES if (run / f).is_file()]
     return files
 
@@ -59,9 +62,12 @@ def _rel(p: Path) -> Path:
 
 def build(profile, results: str | Path, paper: str | Path | None) -> dict:
     import vgbench
+    from vgbench.aggregate import expected
     results = _rel(Path(results))
+    run_ids = {spec.run_id for spec in expected(profile, results)}
+    others = sum(1 for d in paths.runs_dir(results).glob("*") if d.name not in run_ids)
     entries = []
-    for f in collect(results):
+    for f in collect(results, run_ids):
         rule, inputs = _rule(f.relative_to(results))
         entries.append({"path": f.as_posix(), "sha256": sha256(f), "bytes": f.stat().st_size, "rule": rule,
                         "inputs": [f"{results.as_posix()}/{i}" if i != "profile" else profile.path for i in inputs]})
@@ -73,6 +79,7 @@ def build(profile, results: str | Path, paper: str | Path | None) -> dict:
     return {"profile": profile.name, "profile_path": profile.path, "profile_hash": profile.hash,
             "commit": git_commit(), "vgbench": vgbench.__version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "n_files": len(entries),
+            "n_runs": len(run_ids), "other_run_dirs_not_listed": others,
             "files": entries}
 
 

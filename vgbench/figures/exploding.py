@@ -16,7 +16,13 @@ def make(frames):
         return fig
     order = sorted(c["variant"])
     sns.barplot(c, x="variant", y="divergence_rate", order=order, ax=axes[0], color="C3")
-    axes[0].set_ylim(0, 1)
+    axes[0].set_ylim(0, 1.12)
+    # "k/n" on every bar, so a variant with no divergence reads as 0/n, not as missing
+    counts = c.groupby("variant")[["n_diverged", "n"]].sum()
+    for i, v in enumerate(order):
+        axes[0].text(i, min(float(c.loc[c["variant"] == v, "divergence_rate"].mean()), 1.0) + 0.02,
+                     f"{int(counts.loc[v, 'n_diverged'])}/{int(counts.loc[v, 'n'])}", ha="center", va="bottom",
+                     fontsize=6)
     axes[0].set_ylabel("fraction of seeds diverged")
     r = runs[(runs["study"] == "exploding") & (runs["stage"] == "final")]
     sns.stripplot(r, x="variant", y="max_grad_norm", order=order, ax=axes[1], size=3)
