@@ -138,3 +138,28 @@ def test_prevention_claim_is_inconclusive_when_baseline_never_diverges():
     c = stats.claims(stats.outcomes(_runs(rows)))
     row = c[c.claim == "Clipping prevents explosion (high lr)"].iloc[0]
     assert row["verdict"] == "inconclusive" and row["note"] == "baseline never diverged"
+
+
+
+def test_most_extreme_rate_outcome_that_fails_holm_says_too_few_seeds():
+    """5/5 vs 0/5 is significant alone (p = 0.008) but not after Holm over 20 claims; the
+    note says it is inconclusive for lack of seeds. Other rows keep their verdict and note."""
+    p = st.fisher_exact([[0, 5], [5, 0]]).pvalue
+    df = pd.DataFrame({"claim": ["clip", "decay", "never", "relu"], "kind": ["rates", "rates", "rates", None],
+                       "effect": [1.0, 0.0, 0.0, 1.0], "n": 5, "n_base": 5, "p": [p, 1.0, 1.0, 0.2],
+                       "ci_low": [1.0, 0.0, 0.0, -0.1], "ci_high": [1.0, 0.0, 0.0, 2.0],
+                       "note": [None, None, "baseline never diverged", None]})
+    df["p_holm"] = np.minimum(df["p"] * 20, 1.0)
+    df["verdict"] = [stats.verdict(r) for r in df.to_dict("records")]
+    out = stats.note_too_few_seeds(df.copy())
+    assert out.loc[0, "verdict"] == "inconclusive"
+    assert out.loc[0, "note"].startswith("5/5 vs 0/5, the most extreme outcome")
+    assert out["note"].isna().tolist() == [False, True, False, True] and out.loc[2, "note"] == "baseline never diverged"
+    df["p_holm"] = df["p"]  # significant without correction: supported, no note
+    df["verdict"] = [stats.verdict(r) for r in df.to_dict("records")]
+    assert pd.isna(stats.note_too_few_seeds(df.copy()).loc[0, "note"])
+    # no claim has a note yet (an all-NaN float column): the note still goes in
+    df["p_holm"] = np.minimum(df["p"] * 20, 1.0)
+    df["verdict"] = [stats.verdict(r) for r in df.to_dict("records")]
+    df["note"] = np.nan
+    assert stats.note_too_few_seeds(df).loc[0, "note"].startswith("5/5 vs 0/5")

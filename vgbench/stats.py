@@ -365,6 +365,20 @@ def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
     df["p_holm"] = holm(df.get("p", pd.Series(np.nan, index=df.index)))
     df["family"] = "all claims in this table"
     df["verdict"] = [verdict(r) for r in df.to_dict("records")]
+    return note_too_few_seeds(df)
+
+
+def note_too_few_seeds(df: pd.DataFrame) -> pd.DataFrame:
+    """A rate claim whose every baseline seed diverged and no variant seed did shows the
+    strongest result its seed count allows; if it is still inconclusive after the correction,
+    the note says so: inconclusive for lack of seeds, not for lack of an effect."""
+    if "kind" not in df or "note" not in df:
+        return df
+    df["note"] = df["note"].astype(object)  # all-NaN (float) when no claim has a note yet
+    extreme = (df["kind"] == "rates") & (df["effect"] == 1.0) & (df["verdict"] == "inconclusive") & df["note"].isna()
+    for i in df.index[extreme]:
+        df.at[i, "note"] = (f"{int(df.at[i, 'n_base'])}/{int(df.at[i, 'n_base'])} vs 0/{int(df.at[i, 'n'])}, "
+                            f"the most extreme outcome: too few seeds for {len(df)} claims")
     return df
 
 

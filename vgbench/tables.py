@@ -168,10 +168,10 @@ def claims(f, prof) -> str:
     for r in c.itertuples():
         eff = mci(getattr(r, "effect", math.nan), getattr(r, "ci_low", math.nan), getattr(r, "ci_high", math.nan), 3)
         note = getattr(r, "note", None)
-        verdict = r"\textbf{" + esc(r.verdict) + "}" + (f" {{\\scriptsize ({esc(note)})}}" if isinstance(note, str) else "")
+        verdict = r"\textbf{" + esc(r.verdict) + "}" + (f"\\newline{{\\scriptsize ({esc(note)})}}" if isinstance(note, str) else "")
         rows.append([esc(r.claim), esc(r.experiment), esc(r.quantity), eff, pval(getattr(r, "p_holm", math.nan)),
                      verdict])
-    return tabular("p{3.4cm}p{4.6cm}lllc", ["claim", "experiment", "quantity", "effect [95\\% CI]", "$p_{Holm}$",
+    return tabular("p{3.4cm}p{4.6cm}lllp{2.9cm}", ["claim", "experiment", "quantity", "effect [95\\% CI]", "$p_{Holm}$",
                                            "verdict"], rows,
                    "Claims about vanishing and exploding gradients, tested. Effect: difference in the claimed "
                    "direction (positive = as claimed); $p$: Welch's test (Fisher's exact test for divergence rates, a one-sample $t$-test for the ratio at init), Holm-corrected over this table; verdicts "
