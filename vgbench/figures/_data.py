@@ -41,6 +41,17 @@ def positive(df: pd.DataFrame, col: str = "value") -> pd.DataFrame:
     return df[np.isfinite(df[col]) & (df[col] > 0)]
 
 
+def variant_lines(ax, data: pd.DataFrame, x: str, y: str, legend: bool = True) -> None:
+    """One line per shown MLP variant (SHOWN order, same colour and dash everywhere), mean
+    and 95 % CI over seeds; the legend, if any, outside on the right."""
+    import seaborn as sns
+    order = [v for v in SHOWN if v in set(data["variant"])]
+    sns.lineplot(data, x=x, y=y, hue="variant", hue_order=order, style="variant", style_order=order,
+                 errorbar=("ci", 95), ax=ax, legend=legend, linewidth=1)
+    if legend and ax.get_legend():
+        sns.move_legend(ax, "center left", bbox_to_anchor=(1, 0.5))
+
+
 def deepest_mlp(frames, variants=SHOWN):
     """(final runs of the MLP study at its deepest depth, restricted to `variants`, depth),
     or (None, None) when the profile has no such study."""

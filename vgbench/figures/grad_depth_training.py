@@ -1,10 +1,9 @@
 """Figure 2: per-layer gradient norm at early / mid / final steps, deepest MLP."""
 import matplotlib.pyplot as plt
 import numpy as np
-import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import MLP, SHOWN, curves_of, deepest_mlp, positive
+from vgbench.figures._data import MLP, curves_of, deepest_mlp, positive, variant_lines
 
 
 def make(frames):
@@ -18,15 +17,11 @@ def make(frames):
     c = c[c["name"] != "logits"]
     steps = np.array(sorted(c["step"].unique()))
     picks = [steps[min(1, len(steps) - 1)], steps[len(steps) // 2], steps[-1]] if len(steps) else []
-    order = [v for v in SHOWN if v in set(c["variant"])]
     for ax, s in zip(axes, picks):
-        sns.lineplot(c[c["step"] == s], x="index", y="value", hue="variant", hue_order=order, style="variant", style_order=order,
-                     errorbar=("ci", 95), ax=ax, legend=ax is axes[-1], linewidth=1)
+        variant_lines(ax, c[c["step"] == s], "index", "value", legend=ax is axes[-1])
         ax.set_yscale("log")
         ax.set_title(f"step {s} (depth {d})")
         ax.set_xlabel("layer l")
         ax.set_ylabel(r"$\|\partial L/\partial h_l\|$")
-    if axes[-1].get_legend():
-        sns.move_legend(axes[-1], "center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
     return fig

@@ -1,9 +1,8 @@
 """Figure 3: first/last-layer weight-gradient ratio over training steps, deepest MLP."""
 import matplotlib.pyplot as plt
-import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import MLP, SHOWN, curves_of, deepest_mlp
+from vgbench.figures._data import MLP, curves_of, deepest_mlp, variant_lines
 
 
 def make(frames):
@@ -18,14 +17,12 @@ def make(frames):
     r = (first / last).rename("ratio").reset_index().merge(sel[["run_id", "variant"]], on="run_id")
     r = r[(r["ratio"] > 0) & r["ratio"].notna()]
     r["step"] = r["step"].clip(lower=0.5)   # step 0 on a log axis
-    order = [v for v in SHOWN if v in set(r["variant"])]
-    sns.lineplot(r, x="step", y="ratio", hue="variant", hue_order=order, style="variant", style_order=order, errorbar=("ci", 95), ax=ax, linewidth=1)
+    variant_lines(ax, r, "step", "ratio")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.axhline(1, color="0.5", lw=0.6, ls=":")
     ax.set_xlabel("step (0 drawn at 0.5)")
     ax.set_ylabel(r"$\|\nabla W_1\| / \|\nabla W_L\|$")
     ax.set_title(f"MLP depth {d}")
-    sns.move_legend(ax, "center left", bbox_to_anchor=(1, 0.5))
     fig.tight_layout()
     return fig
