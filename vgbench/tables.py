@@ -135,14 +135,20 @@ def rnn_results(f, prof) -> str:
                    "tab:rnn_results")
 
 
+def theory_slopes(th) -> pd.DataFrame:
+    """One row per activation x init: predicted and measured per-layer decay, and their
+    difference (the theory stage repeats the slopes on every layer row)."""
+    g = th.groupby(["activation", "init"])[["slope_predicted", "slope_measured"]].first().reset_index()
+    return g.assign(difference=g["slope_measured"] - g["slope_predicted"])
+
+
 def theory_vs_measured(f, prof) -> str:
     t = f["theory"]
     rows = []
     if len(t):
-        g = t.groupby(["activation", "init"]).first().reset_index()
-        for r in g.itertuples():
+        for r in theory_slopes(t).itertuples():
             rows.append([esc(r.activation), esc(r.init), num(r.slope_predicted, 3), num(r.slope_measured, 3),
-                         num(r.slope_measured - r.slope_predicted, 3)])
+                         num(r.difference, 3)])
     return tabular("llccc", ["activation", "init", "predicted", "measured", "difference"], rows,
                    "Per-layer decay of $\\log_{10}\\|\\partial L/\\partial h_l\\|$ at initialisation (least-squares "
                    "slope over layers): mean-field prediction vs measurement (mean over seeds).",
@@ -185,8 +191,7 @@ def theory_gap(th) -> dict:
     init pairs, and the pair with the largest gap ("--" without a theory table)."""
     vals = {"TheoryMedianGap": "--", "TheoryMaxGap": "--", "TheoryWorst": "--"}
     if len(th):
-        g = th.groupby(["activation", "init"])[["slope_measured", "slope_predicted"]].first()
-        gap = (g["slope_measured"] - g["slope_predicted"]).abs().dropna()
+        gap = theory_slopes(th).set_index(["activation", "init"])["difference"].abs().dropna()
         if len(gap):
             act, init = gap.idxmax()
             vals.update({"TheoryMedianGap": num(gap.median(), 3), "TheoryMaxGap": num(gap.max(), 3),
