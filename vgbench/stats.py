@@ -229,16 +229,11 @@ def _sel(o, study, variant=None, **labels):
     return s
 
 
-def _max_label(o, study, key):
+def _label_range(o, study, key):
+    """(smallest, largest) value of axis `key` in `study`, (None, None) if it has none."""
     vals = [json.loads(j).get(key) for j in o.loc[o["study"] == study, "labels_key"].unique()]
     vals = [v for v in vals if v is not None]
-    return max(vals) if vals else None
-
-
-def _min_label(o, study, key):
-    vals = [json.loads(j).get(key) for j in o.loc[o["study"] == study, "labels_key"].unique()]
-    vals = [v for v in vals if v is not None]
-    return min(vals) if vals else None
+    return (min(vals), max(vals)) if vals else (None, None)
 
 
 def dead_fraction(curves: pd.DataFrame) -> pd.Series:
@@ -286,7 +281,7 @@ def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
                      "n_base": len(y), "effect": eff, "ci_low": lo, "ci_high": hi, "hedges_g": g,
                      "p": p, "kind": kind, "margin": margin})
 
-    mit, deep = "mlp_mitigations", _max_label(o, "mlp_mitigations", "depth")
+    mit, deep = "mlp_mitigations", _label_range(o, "mlp_mitigations", "depth")[1]
 
     def mlp(v):
         return _sel(o, mit, v, depth=deep)
@@ -299,7 +294,7 @@ def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
             "init_depth: sigmoid, default init, log10 ||dW_1|| / ||dW_L|| at step 0",
             sig["log10_ratio_init"], [], quantity="log10_ratio_init", direction=-1, kind="one_sample")
     if "cnn_resnet" in set(o["study"]):
-        dmax, dmin = _max_label(o, "cnn_resnet", "depth"), _min_label(o, "cnn_resnet", "depth")
+        dmin, dmax = _label_range(o, "cnn_resnet", "depth")
         add("CNNs suffer too: a deeper plain CNN does worse",
             f"cnn_resnet: plain cnn, depth {dmax} vs {dmin}",
             _sel(o, "cnn_resnet", "cnn", depth=dmax)["score"], _sel(o, "cnn_resnet", "cnn", depth=dmin)["score"],
@@ -324,7 +319,7 @@ def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
                     mlp(v)["run_id"].map(dead), mlp("relu")["run_id"].map(dead), quantity="dead_fraction",
                     direction=-1)
     if "cnn_resnet" in set(o["study"]):
-        dmax = _max_label(o, "cnn_resnet", "depth")
+        dmax = _label_range(o, "cnn_resnet", "depth")[1]
         add("Residual connections help (conv)", f"cnn_resnet: resnet vs cnn, depth {dmax}",
             _sel(o, "cnn_resnet", "resnet", depth=dmax)["score"], _sel(o, "cnn_resnet", "cnn", depth=dmax)["score"])
     if "exploding" in set(o["study"]):
@@ -340,7 +335,7 @@ def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
                     (x["status"] == "diverged").astype(float), (y["status"] == "diverged").astype(float),
                     quantity="divergence_rate", kind="rates")
     if "rnn_tasks" in set(o["study"]):
-        T = _max_label(o, "rnn_tasks", "task_args.seq_len")
+        T = _label_range(o, "rnn_tasks", "task_args.seq_len")[1]
         for task in sorted({json.loads(j).get("task") for j in _sel(o, "rnn_tasks")["labels_key"]}):
             x = _sel(o, "rnn_tasks", "lstm", task=task, **{"task_args.seq_len": T})["score"]
             y = _sel(o, "rnn_tasks", "rnn", task=task, **{"task_args.seq_len": T})["score"]
