@@ -2,6 +2,7 @@
 contract). Every stage, the Snakefile and the tests build their paths with these functions."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # inside a run directory
@@ -73,5 +74,4 @@ def paper_build(results: str | Path = "results") -> Path:
 def paper(results: str | Path = "results") -> str:
     """Where the paper of a results folder goes: paper/vgbench.pdf for the default folder,
     <results>/vgbench.pdf for any other (so `make smoke` never overwrites the paper)."""
-    import os
     return PAPER if os.path.normpath(str(results)) == "results" else f"{results}/vgbench.pdf"
