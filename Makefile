@@ -26,12 +26,14 @@ install-dev: $(BIN)/.installed-dev
 SNAKE := WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/snakemake --workflow-profile workflow/profiles/local
 
 reproduce: $(BIN)/.installed
+	$(BIN)/vgbench unlock-stale .
 	$(SNAKE) --cores $(CORES) --configfile $(PROFILE)
 
 test: $(BIN)/.installed-dev
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(BIN)/python -m pytest -q
 
 smoke: $(BIN)/.installed
+	$(BIN)/vgbench unlock-stale .
 	$(SNAKE) --cores $(CORES) --configfile configs/smoke.yaml --config results=results/smoke
 
 report: $(BIN)/.installed

@@ -23,7 +23,7 @@ def test_copy_memory_layout_and_baseline():
     sym = x.argmax(-1)
     assert (sym[:, 16] == 9).all()                     # delimiter at T + 9
     assert (y[:, -10:] == sym[:, :10]).all() and (y[:, :-10] == 0).all()
-    task = load_task(load({"task": "copy", "model": "lstm", "task_args": {"seq_len": 7, "n_train": 10,
+    task = load_task(load({"task": "copy", "model": "lstm", "batch_size": 10, "task_args": {"seq_len": 7, "n_train": 10,
                                                                           "n_val": 10, "n_test": 10}}))
     assert task.baseline == pytest.approx(10 * math.log(8) / 27)
 
@@ -56,7 +56,7 @@ def test_digits_stratified():
 
 
 def test_deterministic_in_data_seed():
-    cfg = {"task": "adding", "model": "rnn", "task_args": {"n_train": 50, "n_val": 5, "n_test": 5}}
+    cfg = {"task": "adding", "model": "rnn", "batch_size": 50, "task_args": {"n_train": 50, "n_val": 5, "n_test": 5}}
     a, b = load_task(load(cfg)), load_task(load(cfg))
     c = load_task(load({**cfg, "data_seed": 1}))
     assert torch.equal(a.x["train"], b.x["train"]) and not torch.equal(a.x["train"], c.x["train"])

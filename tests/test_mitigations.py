@@ -177,7 +177,7 @@ def test_aux_heads_off_in_eval_and_reported_accuracy_is_main_head():
 
 
 def test_irnn_identity_recurrent_matrix():
-    cfg, net = net_of(model="rnn", task="adding", activation="relu", init="identity", width=16, depth=2,
+    cfg, net = net_of(model="rnn", task="adding", activation="relu", init="identity", width=16, depth=2, batch_size=10,
                       task_args={"n_train": 10, "n_val": 10, "n_test": 10})
     for l in range(2):
         assert torch.equal(net.w_hh[l].weight, torch.eye(16))

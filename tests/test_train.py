@@ -78,9 +78,9 @@ def test_complete_run_is_not_overwritten_partial_is_redone(tmp_path, tiny, capsy
     assert cli.main(["train", "--set", "depth=3", "--out", str(out)]) == 2
     assert "complete run" in capsys.readouterr().err and (out / paths.SUMMARY).read_text() == before
     (out / paths.SUMMARY).unlink()                   # a killed run: no summary
-    (out / "stale.tmp").write_text("x")
+    (out / ".summary.json.123.tmp").write_text("x")  # write_json_atomic's temp file
     run(load(tiny), out)
-    assert paths.is_complete(out) and not (out / "stale.tmp").exists()
+    assert paths.is_complete(out) and not (out / ".summary.json.123.tmp").exists()
 
 
 def test_wandb_offline_run_has_history(tmp_path, tiny, monkeypatch):

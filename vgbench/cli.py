@@ -7,7 +7,9 @@ after validation, so a bad config fails in well under a second.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from vgbench.config import ConfigError, from_file
@@ -16,8 +18,8 @@ from vgbench.config import ConfigError, from_file
 def _train(args) -> int:
     cfg = from_file(args.config, args.set)
     out = Path(args.out)
-    if (out / "summary.json").is_file() and not args.force:
-        raise ConfigError(f"{out} already holds a complete run; pass --force to retrain it")
+    from vgbench.paths import prepare_run_dir
+    prepare_run_dir(out, args.force)  # before the heavy imports: a bad --out fails at once
     from vgbench.train import run
     s = run(cfg, out, force=args.force, tags=tuple(args.tag))
     metric = "test/acc" if "test/acc" in s["final"] else "test/loss"
@@ -106,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("manifest", nargs="?", default="results/MANIFEST.json")
     vf.set_defaults(func=lambda a: __import__("vgbench.manifest", fromlist=["x"]).verify_main(a))
 
+    u = sub.add_parser("unlock-stale", help="remove Snakemake's lock left by a killed run (only if no Snakemake runs here)")
+    u.add_argument("workdir", nargs="?", default=".")
+    u.set_defaults(func=lambda a: __import__("vgbench.unlock", fromlist=["x"]).main([a.workdir]))
+
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
     b.add_argument("--steps", type=int, default=2000)
     b.add_argument("--depth", type=int, default=20)
@@ -115,16 +121,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Interrupted(Exception):
+    """SIGTERM arrived (scancel, systemd, `kill`): the run in progress stays incomplete."""
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Lightning chains to this handler from its own during fit (and raises a bare SystemExit,
+    # exit 0, if it sees the signal first): either way the command must exit 143, not 0.
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return args.func(args)
     except ConfigError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except (Interrupted, SystemExit) as e:
+        if isinstance(e, SystemExit) and type(e).__name__ != "SIGTERMException":
+            raise
+        print(f"vgbench {args.command}: interrupted by SIGTERM; the run in progress is incomplete "
+              "(no summary.json) and is retrained when the same command is run again", file=sys.stderr)
+        return 143
     except FileNotFoundError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -236,9 +237,79 @@ def _resolve(cfg: RunConfig) -> RunConfig:
     aux_every = cfg.aux_every or max(1, cfg.depth // 4)
     if cfg.aux_loss_weight > 0 and aux_every >= cfg.depth:
         raise ConfigError(f"aux_every must be < depth ({cfg.depth}), got {aux_every}")
+    if task in ("mnist1d", "mnist1d_seq") and task_args["num_samples"] < MIN_MNIST1D_SAMPLES:
+        raise ConfigError(f"task_args.num_samples must be >= {MIN_MNIST1D_SAMPLES} for {task} "
+                          f"(10 classes, a train/val/test split), got {task_args['num_samples']}")
+    n_train = train_size(task, task_args)
+    if cfg.batch_size > n_train:
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the training set of task '{task}' "
+                          f"({n_train} examples with these task_args); use batch_size <= {n_train}")
     eval_every = cfg.eval_every or max(1, cfg.steps // 10)
-    return dataclasses.replace(cfg, task_args=task_args, activation=activation,
-                               residual=residual, aux_every=aux_every, eval_every=eval_every)
+    out = dataclasses.replace(cfg, task_args=task_args, activation=activation,
+                              residual=residual, aux_every=aux_every, eval_every=eval_every)
+    need, limit = estimate_bytes(out), memory_limit_bytes()
+    if need > limit:
+        raise ConfigError(f"this run needs about {need / 2**30:.3g} GiB (width {cfg.width}, depth {cfg.depth}, "
+                          f"task_args {task_args}), more than the {limit / 2**30:.3g} GiB allowed "
+                          f"({MEMORY_LIMIT_ENV} or 80 % of this machine's memory); make it smaller")
+    return out
+
+
+MIN_MNIST1D_SAMPLES = 100
+DIGITS_N = 1797                       # scikit-learn's 8x8 digits
+MEMORY_LIMIT_ENV = "VGBENCH_MAX_MEMORY_GB"
+# (sequence length, features per step or input size, spatial size for conv nets) per task;
+# sequence tasks take T from task_args
+_SHAPES = {"mnist1d": (1, 40, 40), "digits": (1, 64, 64), "mnist1d_seq": (40, 1, 1), "digits_seq": (8, 8, 1),
+           "adding": (None, 2, 1), "copy": (None, 10, 1), "temporal_order": (None, 8, 1)}
+
+
+def train_size(task: str, task_args: Mapping) -> int:
+    """Number of training examples of a task (after the validation split), without loading it."""
+    if task in ("mnist1d", "mnist1d_seq"):
+        n = int(task_args["num_samples"] // 10 * 10 * 0.8)  # mnist1d: samples per class x 10, 80 % train
+        return n - n // 8                                    # 1/8 of it is validation (data._mnist1d)
+    if task in ("digits", "digits_seq"):
+        return DIGITS_N - math.ceil(0.4 * DIGITS_N)          # stratified 60/20/20 (data._digits)
+    return task_args["n_train"]
+
+
+def estimate_bytes(cfg: RunConfig) -> int:
+    """A generous estimate of a run's peak memory in bytes (float32): parameters with their
+    gradients and optimizer state, the data of all splits, and the activations of one batch
+    kept for backward. Meant to refuse what cannot fit, not to predict within 2x."""
+    T, feat, space = _SHAPES[cfg.task]
+    a = cfg.task_args
+    if T is None:
+        T = a["seq_len"] + (20 if cfg.task == "copy" else 0)
+    n_all = (a.get("n_train", 0) + a.get("n_val", 0) + a.get("n_test", 0)) or a.get("num_samples", DIGITS_N)
+    W, D, B = cfg.width, cfg.depth, cfg.batch_size
+    if cfg.model in RECURRENT:
+        params = D * 4 * (W * W + W * max(W, feat) + 2 * W)
+        acts = B * T * W * D * 12            # gates, cell and hidden states per step, and their grads
+    elif cfg.model == "mlp":
+        params = feat * W + D * (W * W + W)
+        acts = B * W * D * 8
+    else:
+        k = 9 if cfg.task == "digits" else 3
+        params = D * W * W * k
+        acts = B * W * space * D * 8
+    data = n_all * T * feat * 2              # the float tensors and the numpy arrays they came from
+    return 4 * (4 * params + acts + data)
+
+
+def memory_limit_bytes() -> int:
+    import os
+    env = os.environ.get(MEMORY_LIMIT_ENV)
+    if env:
+        try:
+            return int(float(env) * 2**30)
+        except ValueError:
+            raise ConfigError(f"{MEMORY_LIMIT_ENV} must be a number of GiB, got {env!r}") from None
+    try:
+        return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 64 * 2**30
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -248,8 +319,10 @@ def parse_overrides(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise ConfigError(f"--set expects key=value, got {pair!r}")
         key, raw = pair.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = safe_load(raw, f"--set {pair}") if raw != "" else None
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {pair!r}: empty key")
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -267,14 +340,46 @@ def merge(base: Mapping, over: Mapping) -> dict:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first on line {seen[key] + 1}, again on line "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str, where: str):
+    """yaml.safe_load that rejects duplicate keys; errors become ConfigError naming `where`."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; expected a YAML config file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
+    data = safe_load(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -111,8 +111,16 @@ def verify_main(args) -> int:
     if not path.is_file():
         print(f"vgbench verify: error: {path} not found (run the pipeline first)", file=sys.stderr)
         return 1
+    try:
+        files = json.loads(path.read_text())["files"]
+        if not isinstance(files, list) or not all(isinstance(e, dict) and {"path", "sha256"} <= set(e) for e in files):
+            raise ValueError("'files' is not a list of {path, sha256} entries")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        print(f"vgbench verify: error: {path} is not a vgbench manifest ({type(e).__name__}: {e}); "
+              "rebuild it with the pipeline's manifest stage", file=sys.stderr)
+        return 2
     problems = verify(path)
-    n = len(json.loads(path.read_text())["files"])
+    n = len(files)
     if problems:
         for p in problems:
             print(f"vgbench verify: {p}", file=sys.stderr)

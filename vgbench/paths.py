@@ -2,8 +2,12 @@
 contract). Every stage, the Snakefile and the tests build their paths with these functions."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
+
+from vgbench.config import ConfigError
 
 # inside a run directory
 CONFIG = "config.json"
@@ -32,6 +36,50 @@ def run_dir(run_id: str, results: str | Path = "results") -> Path:
 def is_complete(run: str | Path) -> bool:
     """A run is complete when its summary.json exists (it is written last, atomically)."""
     return (Path(run) / SUMMARY).is_file()
+
+
+def _is_run_entry(p: Path) -> bool:
+    """An entry a vgbench run writes: its data files, its wandb folder, write_json_atomic's temp files."""
+    name = p.name
+    if name in RUN_FILES:
+        return p.is_file()
+    if name == WANDB:
+        return p.is_dir()
+    return p.is_file() and name.startswith(".") and name.endswith(".tmp")
+
+
+def _is_vgbench_run(out: Path) -> bool:
+    """True if `out` holds only what a vgbench run writes, starting with its config.json."""
+    try:
+        meta = json.loads((out / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(meta, dict) and {"config", "run_id"} <= set(meta)
+            and all(_is_run_entry(p) for p in out.iterdir()))
+
+
+def prepare_run_dir(out: Path, force: bool) -> None:
+    """Make `out` ready for a run without ever deleting anything that is not a vgbench run's.
+
+    A missing or empty directory is used as is; a directory that holds only a vgbench run's
+    own files (config.json, written first, and what follows it) is an interrupted run and is
+    cleared; a complete run is cleared only with force. Anything else (a file, a directory with
+    other content, `--out .`) raises ConfigError and nothing is touched.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is an existing file, not a run directory")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--out {out}: {parent} is a file, so the run directory cannot be made under it")
+    if out.is_dir() and any(out.iterdir()):
+        if not _is_vgbench_run(out):
+            raise ConfigError(f"--out {out} is a non-empty directory that is not a vgbench run directory; "
+                              "refusing to clear it (choose a new or empty directory)")
+        if is_complete(out) and not force:
+            raise ConfigError(f"{out} already holds a complete run (summary.json); pass --force to retrain it")
+        for p in out.iterdir():  # only the run's own entries (checked above)
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def job_marker(stage: str, job: str, results: str | Path = "results") -> Path:

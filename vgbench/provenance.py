@@ -38,9 +38,24 @@ def _json_safe(x):
 
 
 def write_json_atomic(path: Path, data) -> None:
+    """Write JSON so that `path` is either absent or complete, also after a power cut:
+    temp file, fsync, rename, fsync of the directory."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=True))
+    with open(tmp, "w") as f:
+        f.write(json.dumps(_json_safe(data), indent=2, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def versions() -> dict:

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -193,23 +192,42 @@ def _device() -> torch.device:
 
 class _Wandb:
     """Optional Weights & Biases tracking (offline unless WANDB_MODE says otherwise).
-    Every call is guarded: a missing or failing wandb never fails a run."""
+    Every call is guarded: a missing or failing wandb never fails a run. An online init that
+    fails (server unreachable) waits at most VGBENCH_WANDB_TIMEOUT seconds (default 20), then
+    this run and every later run of the process are tracked offline."""
+
+    fallback: str | None = None  # set to "offline" after an online init failed in this process
 
     def __init__(self, cfg: RunConfig, out: Path, name: str, group: str, tags: tuple):
         self.logger = None
-        mode = os.environ.get("WANDB_MODE", "offline")
+        mode = _Wandb.fallback or os.environ.get("WANDB_MODE", "offline")
         if mode == "disabled":
             return
+        os.environ.setdefault("WANDB_SILENT", "true")
         try:
-            os.environ.setdefault("WANDB_SILENT", "true")
-            from pytorch_lightning.loggers import WandbLogger
-            self.logger = WandbLogger(project=os.environ.get("WANDB_PROJECT", "vgbench"), name=name,
-                                      group=group, tags=list(tags), save_dir=str(out),
-                                      mode=mode, config=cfg.to_dict())
-            _ = self.logger.experiment  # start now, so a failure is caught here
+            self.logger = self._start(cfg, out, name, group, tags, mode)
         except Exception as e:  # noqa: BLE001 - tracking is optional by design
-            log.warning("wandb disabled for this run: %s", e)
-            self.logger = None
+            if mode == "offline":
+                log.warning("wandb disabled for this run: %s", e)
+                return
+            _Wandb.fallback = "offline"
+            log.warning("wandb %s init failed (%s); tracking offline for the rest of this process",
+                        mode, " ".join(str(e).split())[:200])
+            try:
+                self.logger = self._start(cfg, out, name, group, tags, "offline")
+            except Exception as e2:  # noqa: BLE001
+                log.warning("wandb disabled for this run: %s", e2)
+
+    @staticmethod
+    def _start(cfg, out, name, group, tags, mode):
+        import wandb
+        from pytorch_lightning.loggers import WandbLogger
+        timeout = float(os.environ.get("VGBENCH_WANDB_TIMEOUT", "20"))
+        logger = WandbLogger(project=os.environ.get("WANDB_PROJECT", "vgbench"), name=name,
+                             group=group, tags=list(tags), save_dir=str(out), mode=mode,
+                             config=cfg.to_dict(), settings=wandb.Settings(init_timeout=timeout))
+        _ = logger.experiment  # start now, so a failure is caught here
+        return logger
 
     def finish(self, metrics: pd.DataFrame, summary: dict) -> None:
         if self.logger is None:
@@ -237,27 +255,19 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def prepare_dir(out: Path, force: bool) -> None:
-    """A complete run is never overwritten unless forced; a partial one is cleared."""
-    if paths.is_complete(out) and not force:
-        raise FileExistsError(f"{out} holds a complete run (summary.json); use --force to retrain it")
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-
-
 def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
         threads: int | None = None) -> dict:
     """Train one run into `out`; returns the summary dict."""
     t0 = time.perf_counter()
     out = Path(out)
-    prepare_dir(out, force)
+    paths.prepare_run_dir(out, force)
     threads = threads or int(os.environ.get("VGBENCH_THREADS", "1"))
     torch.set_num_threads(threads)
     cond = config_hash(cfg.condition())
     write_json_atomic(out / paths.CONFIG, {"config": cfg.to_dict(), "run_id": out.name,
                                            "condition_id": cond, "config_hash": config_hash(cfg.to_dict()),
-                                           "versions": versions(), "commit": git_commit()})
+                                           "versions": versions(), "commit": git_commit(),
+                                           "torch_threads": torch.get_num_threads()})
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
     warnings.filterwarnings("ignore", ".*The `srun` command is available.*")  # vgbench runs one process per job

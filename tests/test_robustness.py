@@ -1,0 +1,242 @@
+"""Nothing lost, nothing hangs (issue 12): bad input exits 2 naming the problem, a directory that
+is not a vgbench run is never cleared, SIGTERM exits 143, a stale Snakemake lock is recovered."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vgbench import cli, paths
+from vgbench.config import ConfigError, from_file, load, read_yaml, train_size
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = str(REPO / "configs/examples/sigmoid_mlp.yaml")
+TINY = ["--set", "steps=5", "--set", "depth=2", "--set", "width=8", "--set", "record_points=2"]
+
+
+def _err(capsys):
+    return capsys.readouterr().err
+
+
+# --- 1. --out never deletes what is not a vgbench run ---------------------------------------
+def test_out_with_user_files_is_refused_and_untouched(tmp_path, capsys):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "ch1.tex").write_text("hi")
+    assert cli.main(["train", EXAMPLE, *TINY, "--out", str(thesis)]) == 2
+    assert "not a vgbench run directory" in _err(capsys)
+    assert (thesis / "ch1.tex").read_text() == "hi" and sorted(os.listdir(thesis)) == ["ch1.tex"]
+
+
+def test_out_dot_is_refused(tmp_path, capsys, monkeypatch):
+    (tmp_path / "keep.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", EXAMPLE, *TINY, "--out", "."]) == 2
+    assert (tmp_path / "keep.txt").exists()
+
+
+def test_run_with_a_foreign_file_is_not_cleared_even_with_force(tmp_path, tiny, capsys):
+    from vgbench.train import run
+    out = tmp_path / "r"
+    run(load(tiny), out)
+    (out / "notes.md").write_text("mine")
+    assert cli.main(["train", EXAMPLE, *TINY, "--force", "--out", str(out)]) == 2
+    assert (out / "notes.md").exists() and paths.is_complete(out)
+
+
+def test_out_at_or_under_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert cli.main(["train", EXAMPLE, *TINY, "--out", str(f)]) == 2
+    assert "existing file" in _err(capsys)
+    assert cli.main(["train", EXAMPLE, *TINY, "--out", str(f / "run")]) == 2
+    assert "is a file" in _err(capsys) and f.read_text() == "x"
+
+
+def test_empty_dir_and_interrupted_run_are_reused(tmp_path, tiny):
+    from vgbench.train import run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["train", EXAMPLE, *TINY, "--out", str(empty)]) == 0 and paths.is_complete(empty)
+    (empty / paths.SUMMARY).unlink()                   # killed before the summary
+    (empty / ".summary.json.99.tmp").write_text("{")
+    run(load(tiny), empty)
+    assert paths.is_complete(empty) and not (empty / ".summary.json.99.tmp").exists()
+
+
+# --- 2. W&B unreachable: bounded wait, then offline for the rest of the process ------------
+def test_unreachable_wandb_falls_back_to_offline(tmp_path, tiny, monkeypatch):
+    pytest.importorskip("wandb")
+    from vgbench import train
+    monkeypatch.setattr(train._Wandb, "fallback", None)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("VGBENCH_WANDB_TIMEOUT", "2")
+    cfg = load({**tiny, "steps": 2})
+    train.run(cfg, tmp_path / "a")
+    assert train._Wandb.fallback == "offline"
+    for r in ("a", "b"):
+        if r == "b":
+            train.run(cfg, tmp_path / "b")
+        assert list((tmp_path / r / "wandb").glob("offline-run-*")), f"run {r} not tracked offline"
+        assert paths.is_complete(tmp_path / r)
+
+
+# --- 3. a stale Snakemake lock is removed, a live one is not ---------------------------------
+def test_unlock_stale_only_without_a_live_snakemake(tmp_path):
+    from vgbench.unlock import unlock_stale
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x")
+    # a live process whose command line says snakemake, running in that directory
+    live = subprocess.Popen(["bash", "-c", "exec -a snakemake sleep 30"], cwd=tmp_path)
+    try:
+        time.sleep(0.3)
+        assert "not unlocking" in unlock_stale(tmp_path) and (locks / "0.input.lock").exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert "removed a stale" in unlock_stale(tmp_path) and not list(locks.iterdir())
+    assert unlock_stale(tmp_path) == "no lock"
+
+
+def test_make_reproduce_unlocks_first():
+    text = (REPO / "Makefile").read_text()
+    for target in ("reproduce:", "smoke:"):
+        recipe = text.split(target, 1)[1].split("\n\n", 1)[0]
+        assert recipe.index("unlock-stale") < recipe.index("$(SNAKE)"), target
+
+
+# --- 4. SIGTERM exits 143 and says so --------------------------------------------------------
+def test_sigterm_during_train_exits_143(tmp_path):
+    out = tmp_path / "r"
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-m", "vgbench", "train", EXAMPLE, "--set", "steps=200000",
+                          "--set", "depth=2", "--set", "width=8", "--out", str(out)],
+                         env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / paths.CONFIG).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # inside trainer.fit
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 143, err[-2000:]
+    assert "interrupted" in err and not paths.is_complete(out)
+
+
+# --- 5.–8. bad input: one clear line, exit 2 ----------------------------------------------
+@pytest.mark.parametrize("sets, words", [
+    (["width=1000000000"], "GiB"),
+    (["width=60000"], "GiB"),
+    (["task=adding", "model=lstm", "task_args.seq_len=1000000000"], "GiB"),
+    (["batch_size=5000"], "larger than the training set"),
+    (["task_args.num_samples=10"], "num_samples"),
+    (["depth=["], "not valid YAML"),
+])
+def test_bad_sizes_and_values_exit_2(tmp_path, capsys, sets, words):
+    args = [a for s in sets for a in ("--set", s)]
+    assert cli.main(["train", *args, "--out", str(tmp_path / "r")]) == 2
+    err = _err(capsys)
+    assert words in err and "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+def test_train_size_matches_the_loaded_data():
+    """train_size (from the config alone) against the tensors the task really loads."""
+    from vgbench.data import load_task
+    for d in ({"task": "mnist1d", "task_args": {"num_samples": 1000}}, {"task": "digits"},
+              {"task": "adding", "model": "rnn", "task_args": {"n_train": 300, "seq_len": 10}}):
+        cfg = load(d)
+        assert train_size(cfg.task, cfg.task_args) == len(load_task(cfg).y["train"]), d
+
+
+def test_batch_size_equal_to_training_set_is_allowed():
+    load({"task": "adding", "model": "rnn", "batch_size": 300, "task_args": {"n_train": 300, "seq_len": 10}})
+    with pytest.raises(ConfigError, match="301"):
+        load({"task": "adding", "model": "rnn", "batch_size": 301, "task_args": {"n_train": 300, "seq_len": 10}})
+
+
+def test_memory_limit_is_a_setting(monkeypatch):
+    monkeypatch.setenv("VGBENCH_MAX_MEMORY_GB", "0.001")
+    with pytest.raises(ConfigError, match="GiB"):
+        load({})
+    monkeypatch.setenv("VGBENCH_MAX_MEMORY_GB", "lots")
+    with pytest.raises(ConfigError, match="VGBENCH_MAX_MEMORY_GB"):
+        load({})
+
+
+def test_duplicate_keys_are_rejected_with_lines(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("depth: 3\nwidth: 8\ndepth: 5\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'depth' \(first on line 1, again on line 3\)"):
+        read_yaml(f)
+    nested = tmp_path / "p.yaml"
+    nested.write_text("studies:\n  s:\n    variants:\n      a: {lr: 1}\n      a: {lr: 2}\n")
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        read_yaml(nested)
+
+
+def test_duplicate_variant_in_a_profile_exits_2(tmp_path, capsys):
+    text = (REPO / "configs/smoke.yaml").read_text()
+    prof = tmp_path / "dup.yaml"
+    assert "      relu_he: {activation: relu, init: he}\n" in text
+    prof.write_text(text.replace("      relu_he: {activation: relu, init: he}\n",
+                                 "      relu_he: {activation: relu, init: he}\n      relu_he: {activation: tanh}\n"))
+    assert cli.main(["grid", str(prof)]) == 2
+    assert "duplicate key" in _err(capsys)
+
+
+def test_non_utf8_and_directory_configs_exit_2(tmp_path, capsys):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("depth: 3 # caf\xe9\n".encode("latin-1"))
+    assert cli.main(["train", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert "not UTF-8" in _err(capsys)
+    assert cli.main(["train", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "is a directory" in _err(capsys)
+    assert cli.main(["grid", str(bad)]) == 2
+    assert "not UTF-8" in _err(capsys)
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"files": 3}', '{"nofiles": []}', '{"files": [{"path": 1}]}'])
+def test_verify_on_a_corrupt_manifest_exits_2(tmp_path, capsys, content):
+    m = tmp_path / "MANIFEST.json"
+    m.write_text(content)
+    assert cli.main(["verify", str(m)]) == 2
+    err = _err(capsys)
+    assert "not a vgbench manifest" in err and "Traceback" not in err
+
+
+# --- 10. provenance -----------------------------------------------------------------------
+def test_config_json_records_torch_threads(tmp_path, tiny):
+    import torch
+    from vgbench.train import run
+    run(load(tiny), tmp_path / "r", threads=1)
+    meta = json.loads((tmp_path / "r" / paths.CONFIG).read_text())
+    assert meta["torch_threads"] == 1 == torch.get_num_threads()
+
+
+def test_write_json_atomic_fsyncs_before_rename(tmp_path, monkeypatch):
+    from vgbench import provenance
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(provenance.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(provenance.os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1])
+    provenance.write_json_atomic(tmp_path / "s.json", {"a": 1})
+    assert calls[:2] == ["fsync", "replace"] and json.loads((tmp_path / "s.json").read_text()) == {"a": 1}
+
+
+def test_results_readme_is_tracked_and_names_the_layout():
+    text = (REPO / "results/README.md").read_text()
+    for sub in (paths.RUNS, paths.JOBS, paths.TUNING, paths.AGGREGATE, paths.STATS, paths.FIGURES, paths.TABLES):
+        assert f"`{sub}/" in text, sub
+    ignored = subprocess.run(["git", "check-ignore", "-q", "results/README.md"], cwd=REPO)
+    assert ignored.returncode == 1, "results/README.md must not be git-ignored"
+
+
+def test_slurm_group_size_is_documented():
+    readme = (REPO / "README.md").read_text()
+    assert "--group-components train=" in readme and "PENDING" in readme
