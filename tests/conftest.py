@@ -38,7 +38,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
 
 def snake(workdir, *args, check=True, profile="local", **kw):
-    env = {**os.environ, "WANDB_MODE": "disabled"}
+    # the checkout under test, not whichever vgbench happens to be installed
+    env = {**os.environ, "WANDB_MODE": "disabled",
+           "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     p = subprocess.run([*SNAKEMAKE, "-d", str(workdir), *(["--cores", "2"] if profile == "local" else []),
                         "--workflow-profile", str(REPO / "workflow/profiles" / profile), *args],
                        capture_output=True, text=True, env=env, cwd=REPO, **kw)

@@ -1,15 +1,19 @@
 """Each figure's make(frames) on a tiny synthetic frame, and the provenance stamp."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from vgbench.figures import NAMES, style
+from vgbench import grid
+from vgbench.figures import NAMES, Frames, style
+
+SMOKE = Path(__file__).resolve().parents[1] / "configs/smoke.yaml"
 
 
-def synthetic_frames():
+def synthetic_frames(n_seeds: int = 2):
     rows, curves = [], []
     rng = np.random.default_rng(0)
     specs = [("init_depth", v, {"activation": a, "init": i}, {"depth": 4, "activation": a, "init": i, "steps": 0})
@@ -22,7 +26,7 @@ def synthetic_frames():
               for v in ("rnn", "lstm") for t in ("adding", "temporal_order") for T in (5, 10)]
     specs += [("exploding", v, {}, {"depth": 3}) for v in ("high_lr", "high_lr_clip")]
     for study, variant, labels, cfg in specs:
-        for seed in range(2):
+        for seed in range(n_seeds):
             rid = f"{study}-{variant}-{json.dumps(labels, sort_keys=True)}-{seed}"
             acc_task = cfg.get("task", "mnist1d") != "adding"
             rows.append({"run_id": rid, "study": study, "variant": variant, "stage": "final", "seed": seed,
@@ -34,25 +38,26 @@ def synthetic_frames():
                          "baseline_metric": "acc" if acc_task else "loss", "baseline_value": 0.1 if acc_task else 1 / 6,
                          "final.test/acc": rng.uniform(0.1, 0.9) if acc_task else np.nan,
                          "final.test/loss": rng.uniform(0.01, 0.2), "final.val/acc": 0.5, "final.val/loss": 0.1,
-                         "max_grad_norm": rng.uniform(1, 1e4), "wall_s": 1.0})
+                         "max_grad_norm": rng.uniform(1, 1e4), "wall_s": 1.0,
+                         "grad_ratio_init": 10.0 ** -cfg["depth"], "grad_ratio_final": 0.1})
             T = cfg.get("task_args.seq_len", 0)
             for step in (0, 5, 10):
                 for l in range(cfg["depth"] + 1):
-                    curves.append((rid, "signal", step, l, "logits" if l == cfg["depth"] else f"layer{l}", 10.0 ** -l))
-                    curves.append((rid, "weight_grad", step, l, f"w{l}", 10.0 ** -(cfg["depth"] - l)))
+                    curves.append((rid, "signal", step, l, "logits" if l == cfg["depth"] else f"layer{l}", 10.0 ** -l * (1 + 0.1 * seed)))
+                    curves.append((rid, "weight_grad", step, l, f"w{l}", 10.0 ** -(cfg["depth"] - l) * (1 + 0.1 * seed)))
                 for l in range(cfg["depth"]):
-                    curves.append((rid, "saturation", step, l, f"layer{l}", 0.1 * l))
-                    curves.append((rid, "dead", step, l, f"layer{l}", 0.05 * l))
+                    curves.append((rid, "saturation", step, l, f"layer{l}", 0.1 * l * (1 + 0.1 * seed)))
+                    curves.append((rid, "dead", step, l, f"layer{l}", 0.05 * l * (1 + 0.1 * seed)))
                 for t in range(T):
-                    curves.append((rid, "hidden_t", step, t, "layer0", 0.9 ** (T - t)))
-                curves.append((rid, "metric", step, -1, "train/loss", 2.0 / (1 + step)))
+                    curves.append((rid, "hidden_t", step, t, "layer0", 0.9 ** (T - t) * (1 + 0.1 * seed)))
+                curves.append((rid, "metric", step, -1, "train/loss", 2.0 / (1 + step) + 0.1 * seed))
     runs = pd.DataFrame(rows)
     tune = runs[runs["study"] == "mlp_mitigations"].assign(stage="tune", lr=lambda d: np.where(d.seed, 0.1, 1.0))
     runs = pd.concat([runs, tune], ignore_index=True)
     c = pd.DataFrame(curves, columns=["run_id", "kind", "step", "index", "name", "value"])
     c = c.merge(runs[runs.stage == "final"][["run_id", "study", "variant", "condition_id"]], on="run_id")
-    cond = pd.DataFrame({"study": ["exploding"] * 2, "variant": ["high_lr", "high_lr_clip"], "divergence_rate": [0.5, 0.0],
-                         "n_diverged": [1, 0], "n": [2, 2]})
+    from vgbench import stats
+    cond = stats.condition_table(stats.outcomes(runs))
     comp = pd.DataFrame({"study": ["mlp_mitigations"] * 2, "variant": ["relu", "relu_he"], "baseline": ["baseline"] * 2,
                          "labels": ['{"depth": 4}'] * 2, "quantity": ["score"] * 2, "diff": [0.1, 0.3],
                          "diff_ci_low": [-0.05, 0.2], "diff_ci_high": [0.2, 0.4], "significant": [False, True]})
@@ -61,8 +66,10 @@ def synthetic_frames():
     fried = pd.DataFrame({"study": ["mlp_mitigations"], "k": [4], "n_blocks": [4], "chi2": [9.0], "p": [0.03], "cd": [2.3]})
     theory = pd.DataFrame({"activation": ["sigmoid"] * 4, "init": ["default"] * 4, "layer": range(4),
                            "predicted": [1e-3, 1e-2, 1e-1, 1.0]})
-    return {"runs": runs, "curves": c, "conditions": cond, "comparisons": comp, "claims": pd.DataFrame(),
-            "ranks": ranks, "friedman": fried, "theory": theory}
+    frames = Frames(".", report=grid.load_profile(SMOKE).report)  # what the smoke profile shows
+    frames.update({"runs": runs, "curves": c, "conditions": cond, "comparisons": comp, "claims": pd.DataFrame(),
+                   "ranks": ranks, "friedman": fried, "theory": theory})
+    return frames
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -88,3 +95,19 @@ def test_figure_on_empty_frames_says_so(name):
     empty = {k: pd.DataFrame() for k in synthetic_frames()}
     fig = importlib.import_module(f"vgbench.figures.{name}").make(empty)
     assert any("no data" in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_figure_drawn_twice_is_byte_identical(name, tmp_path):
+    """No unseeded bootstrap, no timestamp: two draws from the same frames give the same files."""
+    import importlib
+    import time
+    style.apply()
+    mod = importlib.import_module(f"vgbench.figures.{name}")
+    prov = {"figure": name, "commit": "abc", "profile_hash": "123"}
+    # 5 seeds: with 2 a percentile bootstrap CI is min..max whatever its seed, and hides the bug
+    a = style.save(mod.make(synthetic_frames(5)), str(tmp_path / "a"), prov)
+    time.sleep(1.1)  # a timestamp in the file would now differ
+    b = style.save(mod.make(synthetic_frames(5)), str(tmp_path / "b"), prov)
+    for fa, fb in zip(a, b):
+        assert Path(fa).read_bytes() == Path(fb).read_bytes(), f"{name}: {Path(fa).suffix} differs"

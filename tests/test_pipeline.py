@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats as st
+
+from vgbench import grid
 
 from conftest import REPO, executed, snake
 
@@ -96,14 +100,28 @@ def test_smoke_analysis_outputs_exist_and_parse(smoke):
     res = work / "results"
     for n in ("conditions", "comparisons", "friedman", "ranks", "claims", "theory"):
         assert len(pd.read_csv(res / "stats" / f"{n}.csv")) > 0, n
-    claims = pd.read_csv(res / "stats/claims.csv")
-    assert set(claims.verdict) <= {"supported", "not supported", "inconclusive"}
+    claims = pd.read_csv(res / "stats/claims.csv").set_index("id")
+    prof = grid.load_profile(REPO / "configs/smoke.yaml")
+    assert list(claims.index) == [c.id for c in prof.claims]
+    # two claims recomputed by hand from runs.parquet (not from the stats code)
+    runs = pd.read_parquet(res / "aggregate/runs.parquet")
+    runs = runs[runs.stage == "final"]
+    sig = runs[(runs.study == "init_depth") & (runs.activation == "sigmoid") & (runs.init == "default")]
+    assert claims.loc["sigmoid_vanishes", "effect"] == pytest.approx(-np.log10(sig.grad_ratio_init).mean())
+    assert claims.loc["sigmoid_vanishes", "verdict"] == "supported"   # 12 sigmoid layers: ~1e-10
+    mlp = runs[(runs.study == "mlp_mitigations") & (runs.depth == 6)].set_index(["variant", "seed"])["final.test/acc"]
+    d = (mlp.loc["batch_norm"] - mlp.loc["baseline"]).to_numpy()
+    assert claims.loc["batch_norm_helps", "effect"] == pytest.approx(d.mean())
+    assert claims.loc["batch_norm_helps", "p"] == pytest.approx(st.ttest_rel(mlp.loc["batch_norm"],
+                                                                               mlp.loc["baseline"]).pvalue)
+    assert claims.loc["batch_norm_helps", "ci_low"] < claims.loc["batch_norm_helps", "ci_high"]
     for n in FIGS:
         assert (res / "figures" / f"{n}.pdf").stat().st_size > 1000, n
         assert (res / "figures" / f"{n}.png").read_bytes()[:4] == b"\x89PNG", n
     for n in TABS:
         text = (res / "tables" / f"{n}.tex").read_text()
-        assert (r"\begin{tabular}" in text and r"\bottomrule" in text) or (n == "numbers" and r"\newcommand" in text), n
+        assert ((r"\begin{tabular}" in text and r"\bottomrule" in text) or (n == "numbers" and r"\providecommand" in text)
+                or (n == "answers" and text.count(r"\subsection*") == len(prof.questions))), n
 
 
 @pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk not installed (CI installs it)")
@@ -127,8 +145,11 @@ def test_paper_has_every_figure_and_table(smoke):
     n_fig = len(set(re.findall(r"Figure (\d+):", text)))
     n_tab = len(set(re.findall(r"Table (\d+):", text)))
     assert n_fig == len(FIGS) and n_tab == 6
-    assert "Claims about vanishing and exploding gradients, tested" in text
-    assert "inconclusive" in text or "supported" in text
+    assert "declared in the profile before the runs, tested" in text
+    answers = text[text.index("Answers"):text.index("Results")]
+    for q in grid.load_profile(REPO / "configs/smoke.yaml").questions:
+        assert q.question in " ".join(answers.split()), q.question
+    assert "Supported: Sigmoid nets' gradients vanish with depth" in " ".join(answers.replace("’", "'").split())
 
 
 def test_manifest_verify_passes_then_names_the_modified_file(smoke, capsys):

@@ -28,9 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vgbench import paths
 from vgbench.config import ConfigError, RunConfig, _unknown, config_hash, load, merge, read_yaml
 
-PROFILE_KEYS = ("profile", "description", "defaults", "tune_seeds", "job_by", "studies")
+PROFILE_KEYS = ("profile", "description", "defaults", "tune_seeds", "job_by", "studies", "questions", "claims",
+                "report")
+REPORT_KEYS = ("init_study", "figures", "tables")
 STUDY_KEYS = ("description", "base", "variants", "axes", "seeds", "lr_grid", "tune_steps", "tune_seeds",
               "baseline")
 
@@ -72,6 +75,9 @@ class Profile:
     studies: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict)
     job_by: str = "variant"
+    questions: list = field(default_factory=list)   # vgbench.claims.Question
+    claims: list = field(default_factory=list)      # vgbench.claims.Claim
+    report: dict = field(default_factory=dict)      # which studies and variants each figure/table shows
 
     @property
     def hash(self) -> str:
@@ -177,7 +183,58 @@ def load_profile(path: str | Path) -> Profile:
     # validate everything now, before any job starts
     tune_specs(prof)
     final_specs(prof, {})
+    prof.report = _report(raw.get("report") or {}, prof.studies)
+    from vgbench import claims
+    cs = claims.validate(raw, prof.studies, paths.FIGURE_NAMES)
+    prof.questions, prof.claims = cs.questions, cs.claims
     return prof
+
+
+def _report(rep, studies: dict) -> dict:
+    """Validate the profile's `report:` section: every `study`/`studies` names a study, every
+    `variant`/`variants` a variant of the study in scope (of any study where none is)."""
+    FIGURES, TABLES = paths.FIGURE_NAMES, paths.TABLE_NAMES
+    if not isinstance(rep, dict):
+        raise ConfigError(f"profile: 'report' must be a mapping with keys {', '.join(REPORT_KEYS)}")
+    for k in rep:
+        if k not in REPORT_KEYS:
+            raise _unknown(k, REPORT_KEYS, "report")
+    if rep.get("init_study") is not None and rep["init_study"] not in studies:
+        raise ConfigError(f"report.init_study: unknown study {rep['init_study']!r}; studies: {', '.join(studies)}")
+    for part, names in (("figures", FIGURES), ("tables", TABLES)):
+        specs = rep.get(part) or {}
+        if not isinstance(specs, dict):
+            raise ConfigError(f"report.{part} must be a mapping name -> spec")
+        for name, spec in specs.items():
+            if name not in names:
+                raise ConfigError(f"report.{part}: unknown {part[:-1]} {name!r}; allowed: {', '.join(names)}")
+            _check_spec(spec, studies, f"report.{part}.{name}", None)
+    return rep
+
+
+def _check_spec(spec, studies: dict, where: str, study: str | None) -> None:
+    if isinstance(spec, list):
+        for i, s in enumerate(spec):
+            _check_spec(s, studies, f"{where}[{i}]", study)
+        return
+    if not isinstance(spec, dict):
+        return
+    if "study" in spec:
+        if spec["study"] not in studies:
+            raise ConfigError(f"{where}: unknown study {spec['study']!r}; studies: {', '.join(studies)}")
+        study = spec["study"]
+    for s in spec.get("studies") or []:
+        if s not in studies:
+            raise ConfigError(f"{where}: unknown study {s!r}; studies: {', '.join(studies)}")
+    known = list(studies[study].variants) if study else sorted({v for s in studies.values() for v in s.variants})
+    vs = ([spec["variant"]] if "variant" in spec else []) + list(spec.get("variants") or [])
+    for v in vs:
+        if v not in known:
+            raise ConfigError(f"{where}: unknown variant {v!r}{f' of study {study!r}' if study else ''}; "
+                              f"allowed: {', '.join(known)}")
+    for k, v in spec.items():
+        if isinstance(v, (dict, list)) and k not in ("variants", "studies"):
+            _check_spec(v, studies, f"{where}.{k}", study)
 
 
 def _conditions(study: Study):

@@ -17,7 +17,7 @@ def main(args) -> int:
         raise ConfigError(f"unknown figure {args.name!r}; figures: {', '.join(NAMES)}")
     prof = grid.load_profile(args.profile)
     style.apply()
-    fig = importlib.import_module(f"vgbench.figures.{args.name}").make(load_frames(args.results))
+    fig = importlib.import_module(f"vgbench.figures.{args.name}").make(load_frames(args.results, prof.report))
     out = paths.figure(args.name, "pdf", args.results).parent
     out.mkdir(parents=True, exist_ok=True)
     files = style.save(fig, str(out / args.name), {"figure": args.name, "commit": git_commit(),

@@ -9,8 +9,8 @@ Reads results/aggregate/{runs,curves}.parquet (final runs) and writes results/st
                    the profile; quantity = log10_ratio_init: likewise, a separate family)
   friedman.csv     per study: Friedman test over variants, blocks = (axis values, seed rank),
                    and the Nemenyi critical difference; ranks.csv: mean rank per variant
-  claims.csv       the literature's claims, each with its experiment, effect, CI, Holm-corrected
-                   p over the claims family and a verdict computed from the data
+  claims.csv       the profile's claims (vgbench.claims), each with its experiment, effect, CI,
+                   Holm-corrected p within its family and a verdict computed from the data
 A first/last gradient ratio of exactly 0 (float32 underflow) is censored at log10 = -44.85.
 Diverged runs are failures, never dropped: their metric becomes the trivial predictor's
 (chance accuracy, or the constant / memoryless loss). `score` is accuracy, or minus the
@@ -18,7 +18,6 @@ loss, so higher is better everywhere. No plotting here (figures never compute st
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -214,190 +213,6 @@ def friedman(o: pd.DataFrame, studies: list[str]) -> tuple[pd.DataFrame, pd.Data
     return pd.DataFrame(fr), pd.DataFrame(rk)
 
 
-# --- claims -----------------------------------------------------------------------------
-
-def _labels(d: dict) -> str:
-    return json.dumps(d, default=str)
-
-
-def _sel(o, study, variant=None, **labels):
-    s = o[o["study"] == study]
-    if variant is not None:
-        s = s[s["variant"] == variant]
-    for k, v in labels.items():
-        s = s[s["labels_key"].map(lambda j: json.loads(j).get(k)) == v]
-    return s
-
-
-def _label_range(o, study, key):
-    """(smallest, largest) value of axis `key` in `study`, (None, None) if it has none."""
-    vals = [json.loads(j).get(key) for j in o.loc[o["study"] == study, "labels_key"].unique()]
-    vals = [v for v in vals if v is not None]
-    return (min(vals), max(vals)) if vals else (None, None)
-
-
-def dead_fraction(curves: pd.DataFrame) -> pd.Series:
-    """run_id -> mean over layers of the dead fraction at the last recorded step."""
-    d = curves[curves["kind"] == "dead"]
-    if d.empty:
-        return pd.Series(dtype=float)
-    last = d.groupby("run_id", observed=True)["step"].transform("max")
-    return d[d["step"] == last].groupby("run_id", observed=True)["value"].mean()
-
-
-def claims(o: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Each claim -> (experiment, effect in the claimed direction, CI, p, verdict)."""
-    rows = []
-
-    def add(claim, experiment, x, y, quantity="score", direction=+1, kind="superiority", margin=None):
-        x, y = np.asarray(x, float), np.asarray(y, float)
-        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-        if len(x) < 2 or (kind != "one_sample" and len(y) < 2):
-            rows.append({"claim": claim, "experiment": experiment, "quantity": quantity, "n": len(x),
-                         "n_base": len(y), "verdict": "inconclusive", "note": "too few runs"})
-            return
-        if kind == "rates":
-            # x, y: 1 = diverged; effect = fewer divergences than the baseline
-            table = [[int(x.sum()), len(x) - int(x.sum())], [int(y.sum()), len(y) - int(y.sum())]]
-            p = float(st.fisher_exact(table).pvalue)
-            lo_, hi_ = bootstrap_diff_ci(y, x)
-            rows.append({"claim": claim, "experiment": experiment, "quantity": quantity, "n": len(x),
-                         "n_base": len(y), "effect": float(y.mean() - x.mean()), "ci_low": lo_, "ci_high": hi_,
-                         "hedges_g": math.nan, "p": p, "kind": kind, "margin": margin,
-                         # nothing to prevent: the experiment cannot test the claim
-                         "note": "baseline never diverged" if y.sum() == 0 else None})
-            return
-        if kind == "one_sample":
-            # identical values (e.g. all censored at the float32 floor) are a certain effect
-            p = float(st.ttest_1samp(x, 0.0).pvalue) if np.ptp(x) > 0 else float(x.mean() == 0)
-            eff, (lo, hi) = float(direction * x.mean()), bootstrap_ci(direction * x)
-            g = math.nan
-        else:
-            c = compare(x, y)
-            eff, lo, hi, p = direction * c["diff"], direction * c["diff_ci_low"], direction * c["diff_ci_high"], c["p_welch"]
-            lo, hi = min(lo, hi), max(lo, hi)
-            g = direction * c["hedges_g"]
-        rows.append({"claim": claim, "experiment": experiment, "quantity": quantity, "n": len(x),
-                     "n_base": len(y), "effect": eff, "ci_low": lo, "ci_high": hi, "hedges_g": g,
-                     "p": p, "kind": kind, "margin": margin})
-
-    mit, deep = "mlp_mitigations", _label_range(o, "mlp_mitigations", "depth")[1]
-
-    def mlp(v):
-        return _sel(o, mit, v, depth=deep)
-
-    # sigmoid nets vanish: log10 first/last gradient ratio at init below 0
-    init = o[o["study"] == "init_depth"]
-    if not init.empty:
-        sig = _sel(o, "init_depth", None, activation="sigmoid", init="default")
-        add("Sigmoid nets' gradients vanish with depth (sigma' <= 1/4)",
-            "init_depth: sigmoid, default init, log10 ||dW_1|| / ||dW_L|| at step 0",
-            sig["log10_ratio_init"], [], quantity="log10_ratio_init", direction=-1, kind="one_sample")
-    if "cnn_resnet" in set(o["study"]):
-        dmin, dmax = _label_range(o, "cnn_resnet", "depth")
-        add("CNNs suffer too: a deeper plain CNN does worse",
-            f"cnn_resnet: plain cnn, depth {dmax} vs {dmin}",
-            _sel(o, "cnn_resnet", "cnn", depth=dmax)["score"], _sel(o, "cnn_resnet", "cnn", depth=dmin)["score"],
-            direction=-1)
-    if mit in set(o["study"]):
-        pairs = [("ReLU alleviates vanishing gradients", "relu", "baseline"),
-                 ("He init matters even with ReLU", "relu_he", "relu"),
-                 ("Batch norm helps", "batch_norm", "baseline"),
-                 ("Residual connections help", "residual", "baseline"),
-                 ("Greedy layer-wise pretraining helps", "greedy_pretrain", "baseline"),
-                 ("sigma'+c helps sigmoid nets (c = 0.1)", "sigmoid_c01", "baseline")]
-        for claim, v, b in pairs:
-            add(claim, f"{mit}: {v} vs {b}, depth {deep}", mlp(v)["score"], mlp(b)["score"])
-        add("Auxiliary losses strengthen early-layer gradients",
-            f"{mit}: aux_loss vs baseline, log10 grad ratio at init, depth {deep}",
-            mlp("aux_loss")["log10_ratio_init"], mlp("baseline")["log10_ratio_init"], quantity="log10_ratio_init")
-        if curves is not None:
-            dead = dead_fraction(curves)
-            for v in ("leaky_relu", "elu"):
-                add(f"{'Leaky ReLU' if v == 'leaky_relu' else 'ELU'} avoids dead units",
-                    f"{mit}: {v} vs relu, final fraction of units <= 0 on a whole batch, depth {deep}",
-                    mlp(v)["run_id"].map(dead), mlp("relu")["run_id"].map(dead), quantity="dead_fraction",
-                    direction=-1)
-    if "cnn_resnet" in set(o["study"]):
-        dmax = _label_range(o, "cnn_resnet", "depth")[1]
-        add("Residual connections help (conv)", f"cnn_resnet: resnet vs cnn, depth {dmax}",
-            _sel(o, "cnn_resnet", "resnet", depth=dmax)["score"], _sel(o, "cnn_resnet", "cnn", depth=dmax)["score"])
-    if "exploding" in set(o["study"]):
-        # "prevents explosion" / "curbs blow-up" are about divergence: Fisher's exact test on
-        # the diverged counts (effect: baseline's divergence rate minus the variant's)
-        for v, b, claim in [("high_lr_clip", "high_lr", "Clipping prevents explosion (high lr)"),
-                            ("large_init_clip", "large_init", "Clipping prevents explosion (large init)"),
-                            ("high_lr_decay", "high_lr", "Weight decay curbs ReLU blow-up (high lr)"),
-                            ("large_init_decay", "large_init", "Weight decay curbs ReLU blow-up (large init)")]:
-            x, y = _sel(o, "exploding", v), _sel(o, "exploding", b)
-            if len(x) and len(y):
-                add(claim, f"exploding: {v} vs {b}, fraction of seeds diverged",
-                    (x["status"] == "diverged").astype(float), (y["status"] == "diverged").astype(float),
-                    quantity="divergence_rate", kind="rates")
-    if "rnn_tasks" in set(o["study"]):
-        T = _label_range(o, "rnn_tasks", "task_args.seq_len")[1]
-        for task in sorted({json.loads(j).get("task") for j in _sel(o, "rnn_tasks")["labels_key"]}):
-            x = _sel(o, "rnn_tasks", "lstm", task=task, **{"task_args.seq_len": T})["score"]
-            y = _sel(o, "rnn_tasks", "rnn", task=task, **{"task_args.seq_len": T})["score"]
-            add("LSTM beats a vanilla RNN on long sequences", f"rnn_tasks: lstm vs rnn, {task}, T = {T}", x, y)
-    if "step_budget" in set(o["study"]):
-        sb = o[o["study"] == "step_budget"]
-        lab = [json.loads(j) for j in sb["labels_key"].unique()]
-        lrs, steps = sorted({d["lr"] for d in lab}), sorted({d["steps"] for d in lab})
-        if len(lrs) >= 2 and len(steps) >= 2:
-            small, big = lrs[0], lrs[-1]
-            # equal lr x steps: the small lr gets (big/small) times the steps, capped by the grid
-            s_small = max(steps)
-            s_big = min(steps, key=lambda s: abs(s * big - s_small * small))
-            add("More steps at a small lr compensate (equivalence within 2 points)",
-                f"step_budget: lr {small} x {s_small} steps vs lr {big} x {s_big} steps",
-                _sel(o, "step_budget", None, lr=small, steps=s_small)["score"],
-                _sel(o, "step_budget", None, lr=big, steps=s_big)["score"], kind="equivalence", margin=0.02)
-
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    df["p_holm"] = holm(df.get("p", pd.Series(np.nan, index=df.index)))
-    df["family"] = "all claims in this table"
-    df["verdict"] = [verdict(r) for r in df.to_dict("records")]
-    return note_too_few_seeds(df)
-
-
-def note_too_few_seeds(df: pd.DataFrame) -> pd.DataFrame:
-    """A rate claim whose every baseline seed diverged and no variant seed did shows the
-    strongest result its seed count allows; if it is still inconclusive after the correction,
-    the note says so: inconclusive for lack of seeds, not for lack of an effect."""
-    if "kind" not in df or "note" not in df:
-        return df
-    df["note"] = df["note"].astype(object)  # all-NaN (float) when no claim has a note yet
-    extreme = (df["kind"] == "rates") & (df["effect"] == 1.0) & (df["verdict"] == "inconclusive") & df["note"].isna()
-    for i in df.index[extreme]:
-        df.at[i, "note"] = (f"{int(df.at[i, 'n_base'])}/{int(df.at[i, 'n_base'])} vs 0/{int(df.at[i, 'n'])}, "
-                            f"the most extreme outcome: too few seeds for {len(df)} claims")
-    return df
-
-
-def verdict(r: dict) -> str:
-    """supported: significant (Holm) in the claimed direction -- or, for an equivalence claim,
-    the CI inside +-margin; not supported: significant the other way, or the CI rules out
-    any benefit (equivalence: CI entirely outside the margin); otherwise inconclusive."""
-    if isinstance(r.get("note"), str) or not np.isfinite(r.get("p_holm", np.nan)):
-        return "inconclusive"
-    lo, hi, p = r["ci_low"], r["ci_high"], r["p_holm"]
-    if r.get("kind") == "equivalence":
-        m = r["margin"]
-        if -m <= lo and hi <= m:
-            return "supported"
-        if hi < -m or lo > m or (p < ALPHA and r["effect"] < 0):
-            return "not supported"
-        return "inconclusive"
-    if p < ALPHA and r["effect"] > 0:
-        return "supported"
-    if (p < ALPHA and r["effect"] < 0) or hi <= 0:
-        return "not supported"
-    return "inconclusive"
-
-
 def main(args) -> int:
     from vgbench import grid
     prof = grid.load_profile(args.profile)
@@ -410,7 +225,8 @@ def main(args) -> int:
     cond = condition_table(o)
     comp = comparisons(o, {n: s.baselines for n, s in prof.studies.items() if s.baselines})
     fr, rk = friedman(o, [n for n, s in prof.studies.items() if s.baselines])
-    cl = claims(o, curves)
+    from vgbench.claims import evaluate
+    cl = evaluate(o, curves, prof.claims)
     for name, df in [("conditions", cond), ("comparisons", comp), ("friedman", fr), ("ranks", rk), ("claims", cl)]:
         df.to_csv(paths.stats(name, res), index=False)
     n_sig = int(comp["significant"].sum()) if len(comp) else 0

@@ -129,7 +129,7 @@ def predict(activation: str, init: str, depth: int, width: int, in_dim: int, inp
     return {"q": qs, "chi": chis, "log10_signal": log10}
 
 
-def table(runs, curves, study: str = "init_depth"):
+def table(runs, curves, study: str | None):
     """Predicted vs measured per-layer signal for every activation x init of `study`.
 
     Measured: mean over seeds of log10 ||dL/dh_l|| at step 0. Predicted: the mean-field
@@ -148,7 +148,7 @@ def table(runs, curves, study: str = "init_depth"):
     c = c.astype({"run_id": str}).merge(fin[["run_id", "activation", "init", "depth", "width", "sigmoid_grad_c"]],
                                         on="run_id")
     c = c[c["value"] > 0]
-    in_dim = 40  # mnist1d; init_depth runs on mnist1d
+    in_dim = 40  # mnist1d, the task of the init study
     for (act, init), g in c.groupby(["activation", "init"]):
         depth, width = int(g["depth"].iloc[0]), int(g["width"].iloc[0])
         meas = g.assign(lv=np.log10(g["value"])).groupby("index")["lv"].mean().reindex(range(depth))
@@ -172,7 +172,9 @@ def main(args) -> int:
 
     res = Path(args.results)
     from vgbench import paths
-    t = table(pd.read_parquet(paths.aggregate("runs", res)), pd.read_parquet(paths.aggregate("curves", res)))
+    from vgbench import grid
+    study = grid.load_profile(args.profile).report.get("init_study")
+    t = table(pd.read_parquet(paths.aggregate("runs", res)), pd.read_parquet(paths.aggregate("curves", res)), study)
     out = paths.stats(paths.THEORY, res)
     out.parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(out, index=False)

@@ -12,9 +12,7 @@ from pathlib import Path
 import pandas as pd
 from vgbench import paths
 
-NAMES = ("grad_depth_init", "grad_depth_training", "grad_ratio_curves", "accuracy_vs_depth",
-         "mitigation_effects", "rnn_grad_time", "rnn_seq_len", "training_curves", "saturation",
-         "critical_difference", "lr_sensitivity", "exploding")
+NAMES = paths.FIGURE_NAMES
 
 CAPTIONS = {
     "grad_depth_init": "Back-propagated error norm per layer at initialisation, by activation and init "
@@ -43,9 +41,10 @@ class Frames(dict):
     SOURCES = {**{k: paths.aggregate(k, ".") for k in paths.AGGREGATES},
                **{k: paths.stats(k, ".") for k in (*paths.STATS_TABLES, paths.THEORY)}}
 
-    def __init__(self, results: str | Path):
+    def __init__(self, results: str | Path, report: dict | None = None):
         super().__init__()
         self.results = Path(results)
+        self.report = report or {}   # the profile's `report:` section: what each figure shows
 
     def __missing__(self, key: str) -> pd.DataFrame:
         p = self.results / self.SOURCES[key]
@@ -57,5 +56,5 @@ class Frames(dict):
         return df
 
 
-def load_frames(results: str | Path) -> Frames:
-    return Frames(results)
+def load_frames(results: str | Path, report: dict | None = None) -> Frames:
+    return Frames(results, report)

@@ -6,8 +6,16 @@ import json
 import numpy as np
 import pandas as pd
 
-MLP = "mlp_mitigations"
-SHOWN = ["baseline", "relu_he", "batch_norm", "residual", "sigmoid_c01", "aux_loss", "greedy_pretrain", "modern"]
+
+
+def spec(frames, name: str) -> dict:
+    """The profile's `report.figures.<name>` entry: which study and variants a figure shows
+    ({} when the profile names none; the figure then says so)."""
+    return ((getattr(frames, "report", None) or {}).get("figures") or {}).get(name) or {}
+
+
+def init_study(frames) -> str | None:
+    return (getattr(frames, "report", None) or {}).get("init_study")
 
 
 def with_labels(df: pd.DataFrame, col: str = "labels") -> pd.DataFrame:
@@ -22,7 +30,7 @@ def final_runs(frames) -> pd.DataFrame:
     return with_labels(r[r["stage"] == "final"]) if len(r) else r
 
 
-def deepest(runs: pd.DataFrame, study: str = MLP):
+def deepest(runs: pd.DataFrame, study: str):
     s = runs[runs["study"] == study]
     return None if s.empty or "depth" not in s or s["depth"].isna().all() else int(s["depth"].max())
 
@@ -41,23 +49,52 @@ def positive(df: pd.DataFrame, col: str = "value") -> pd.DataFrame:
     return df[np.isfinite(df[col]) & (df[col] > 0)]
 
 
-def variant_lines(ax, data: pd.DataFrame, x: str, y: str, legend: bool = True) -> None:
-    """One line per shown MLP variant (SHOWN order, same colour and dash everywhere), mean
+# Seaborn's bootstrap CI, seeded: a figure drawn twice from the same data is the same file.
+CI = {"errorbar": ("ci", 95), "seed": 0}
+
+
+def variant_lines(ax, data: pd.DataFrame, x: str, y: str, shown: list, legend: bool = True) -> None:
+    """One line per shown variant (in `shown` order, same colour and dash everywhere), mean
     and 95 % CI over seeds; the legend, if any, outside on the right."""
     import seaborn as sns
-    order = [v for v in SHOWN if v in set(data["variant"])]
+    order = [v for v in shown if v in set(data["variant"])]
     sns.lineplot(data, x=x, y=y, hue="variant", hue_order=order, style="variant", style_order=order,
-                 errorbar=("ci", 95), ax=ax, legend=legend, linewidth=1)
+                 ax=ax, legend=legend, linewidth=1, **CI)
     if legend and ax.get_legend():
         sns.move_legend(ax, "center left", bbox_to_anchor=(1, 0.5))
 
 
-def deepest_mlp(frames, variants=SHOWN):
-    """(final runs of the MLP study at its deepest depth, restricted to `variants`, depth),
-    or (None, None) when the profile has no such study."""
+def deepest_of(frames, sp: dict, all_variants: bool = False):
+    """(final runs of the spec's study at its deepest depth, restricted to the spec's variants
+    unless all_variants, depth), or (None, None) when the profile has no such study."""
     runs = final_runs(frames)
-    d = deepest(runs) if len(runs) else None
+    study = sp.get("study")
+    d = deepest(runs, study) if len(runs) and study else None
     if d is None:
         return None, None
-    sel = runs[(runs["study"] == MLP) & (runs["depth"] == d)]
-    return (sel[sel["variant"].isin(variants)] if variants is not None else sel), d
+    sel = runs[(runs["study"] == study) & (runs["depth"] == d)]
+    return (sel if all_variants else sel[sel["variant"].isin(sp.get("variants") or [])]), d
+
+
+def conditions_of(frames, study: str) -> pd.DataFrame:
+    """conditions.csv rows of one study with their axis values as columns: each condition's
+    mean and the stats stage's seeded bootstrap CI (the same interval the tables print)."""
+    c = frames["conditions"]
+    if c.empty or "study" not in c:
+        return c
+    return with_labels(c[c["study"] == study].copy())
+
+
+def ci_lines(ax, cond: pd.DataFrame, x: str, shown: list, y: str = "value", legend: bool = True) -> None:
+    """One line per variant (in `shown` order) through the condition means, with the
+    conditions' 95 % CI as a band: figures show the intervals the tables print."""
+    import seaborn as sns
+    order = [v for v in shown if v in set(cond["variant"])]
+    colors = dict(zip(order, sns.color_palette("colorblind", len(order))))
+    markers = "osD^vP*Xph"
+    for i, v in enumerate(order):
+        d = cond[cond["variant"] == v].sort_values(x)
+        ax.plot(d[x], d[f"{y}_mean"], marker=markers[i % len(markers)], ms=3, lw=1, color=colors[v], label=v)
+        ax.fill_between(d[x], d[f"{y}_ci_low"], d[f"{y}_ci_high"], color=colors[v], alpha=0.15, lw=0)
+    if legend and order:
+        ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=6)

@@ -2,17 +2,18 @@
 import matplotlib.pyplot as plt
 
 from vgbench.figures import style
-from vgbench.figures._data import MLP
+from vgbench.figures._data import spec
 
 
 def make(frames):
     rk, fr = frames["ranks"], frames["friedman"]
+    study = spec(frames, "critical_difference").get("study")
     fig, ax = plt.subplots(figsize=(6.0, 3.2))
-    if rk.empty or fr.empty or MLP not in set(fr["study"]):
+    if rk.empty or fr.empty or study not in set(fr["study"]):
         style.empty(ax)
         return fig
-    r = rk[rk["study"] == MLP].sort_values("mean_rank").reset_index(drop=True)
-    f = fr[fr["study"] == MLP].iloc[0]
+    r = rk[rk["study"] == study].sort_values("mean_rank").reset_index(drop=True)
+    f = fr[fr["study"] == study].iloc[0]
     k = len(r)
     ax.set_xlim(0.5, k + 0.5)
     ax.set_ylim(0, 1)

@@ -3,19 +3,21 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
+from vgbench.figures._data import spec
 
 
 def make(frames):
+    study = spec(frames, "exploding").get("study")
     cond = frames["conditions"]
     runs = frames["runs"]
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.5))
-    c = cond[cond["study"] == "exploding"] if len(cond) else cond
+    c = cond[cond["study"] == study] if len(cond) else cond
     if c.empty:
         for ax in axes:
             style.empty(ax)
         return fig
     order = sorted(c["variant"])
-    sns.barplot(c, x="variant", y="divergence_rate", order=order, ax=axes[0], color="C3")
+    sns.barplot(c, x="variant", y="divergence_rate", order=order, ax=axes[0], color="C3", errorbar=None)
     axes[0].set_ylim(0, 1.12)
     # "k/n" on every bar, so a variant with no divergence reads as 0/n, not as missing
     counts = c.groupby("variant")[["n_diverged", "n"]].sum()
@@ -24,8 +26,8 @@ def make(frames):
                      f"{int(counts.loc[v, 'n_diverged'])}/{int(counts.loc[v, 'n'])}", ha="center", va="bottom",
                      fontsize=6)
     axes[0].set_ylabel("fraction of seeds diverged")
-    r = runs[(runs["study"] == "exploding") & (runs["stage"] == "final")]
-    sns.stripplot(r, x="variant", y="max_grad_norm", order=order, ax=axes[1], size=3)
+    r = runs[(runs["study"] == study) & (runs["stage"] == "final")]
+    sns.stripplot(r, x="variant", y="max_grad_norm", order=order, ax=axes[1], size=3, jitter=False)
     axes[1].set_yscale("log")
     axes[1].set_ylabel("largest gradient norm (before clipping)")
     for ax in axes:

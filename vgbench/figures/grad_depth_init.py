@@ -3,12 +3,12 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import curves_of, final_runs, positive
+from vgbench.figures._data import CI, curves_of, final_runs, init_study, positive
 
 
 def make(frames):
     runs = final_runs(frames)
-    init = runs[runs["study"] == "init_depth"] if len(runs) else runs
+    init = runs[runs["study"] == init_study(frames)] if len(runs) else runs
     acts = sorted(init["activation"].unique()) if len(init) else []
     ncol = min(3, max(1, len(acts)))
     nrow = max(1, -(-len(acts) // ncol))
@@ -16,7 +16,7 @@ def make(frames):
     if not acts:
         style.empty(axes[0, 0])
         return fig
-    c = curves_of(frames, "init_depth", "signal", init["run_id"])
+    c = curves_of(frames, init_study(frames), "signal", init["run_id"])
     c = positive(c[(c["step"] == 0) & (c["name"] != "logits")])
     c = c.merge(init[["run_id", "activation", "init"]], on="run_id")
     th = frames.get("theory")
@@ -24,7 +24,7 @@ def make(frames):
     colors = dict(zip(inits, sns.color_palette(style.PALETTE, len(inits))))
     for ax, act in zip(axes.flat, acts):
         d = c[c["activation"] == act]
-        sns.lineplot(d, x="index", y="value", hue="init", hue_order=inits, palette=colors, errorbar=("ci", 95),
+        sns.lineplot(d, x="index", y="value", hue="init", hue_order=inits, palette=colors, **CI,
                      ax=ax, legend=ax is axes.flat[0], linewidth=1)
         if th is not None and len(th):
             for ini, t in th[th["activation"] == act].groupby("init"):

@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import SHOWN, with_labels
+from vgbench.figures._data import CI, spec, with_labels
 from vgbench.scores import outcome
 
 
@@ -20,9 +20,9 @@ def make(frames):
         s["val score"] = outcome(s, "val")["score"]
         if "depth" in s and s["depth"].notna().any():
             s = s[s["depth"] == s["depth"].max()]
-        hue = [v for v in SHOWN if v in set(s["variant"])] or sorted(s["variant"].unique())[:8]
+        hue = [v for v in spec(frames, "lr_sensitivity").get("variants", []) if v in set(s["variant"])] or sorted(s["variant"].unique())[:8]
         sns.lineplot(s[s["variant"].isin(hue)], x="lr", y="val score", hue="variant", hue_order=hue,
-                     errorbar=("ci", 95), marker="o", ax=ax, legend=True, linewidth=1)
+                     marker="o", **CI, ax=ax, legend=True, linewidth=1)
         ax.set_xscale("log")
         ax.set_title(study, fontsize=7)
         ax.legend(fontsize=5)

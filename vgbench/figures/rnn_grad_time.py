@@ -3,14 +3,15 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import curves_of, final_runs, positive
+from vgbench.figures._data import CI, curves_of, final_runs, positive, spec
 
-MODELS = ["rnn", "irnn", "lstm", "gru"]
 
 
 def make(frames):
+    sp = spec(frames, "rnn_grad_time")
+    study, models = sp.get("study"), sp.get("variants") or []
     runs = final_runs(frames)
-    s = runs[runs["study"] == "rnn_tasks"] if len(runs) else runs
+    s = runs[runs["study"] == study] if len(runs) else runs
     tasks = sorted(s["task"].unique()) if len(s) else []
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(2.5 * max(1, len(tasks)), 2.4), squeeze=False)
     if not tasks:
@@ -18,11 +19,11 @@ def make(frames):
         return fig
     T = s["task_args.seq_len"].max()
     for ax, task in zip(axes.flat, tasks):
-        sel = s[(s["task"] == task) & (s["task_args.seq_len"] == T) & s["variant"].isin(MODELS)]
-        c = positive(curves_of(frames, "rnn_tasks", "hidden_t", sel["run_id"]))
+        sel = s[(s["task"] == task) & (s["task_args.seq_len"] == T) & s["variant"].isin(models)]
+        c = positive(curves_of(frames, study, "hidden_t", sel["run_id"]))
         c = c[c["step"] == 0]
-        order = [m for m in MODELS if m in set(c["variant"])]
-        sns.lineplot(c, x="index", y="value", hue="variant", hue_order=order, errorbar=("ci", 95), ax=ax,
+        order = [m for m in models if m in set(c["variant"])]
+        sns.lineplot(c, x="index", y="value", hue="variant", hue_order=order, ax=ax, **CI,
                      legend=ax is axes.flat[-1], linewidth=1)
         ax.set_yscale("log")
         ax.set_title(f"{task}, T = {T}, step 0")

@@ -29,8 +29,9 @@ def save(fig, path_stem: str, provenance: dict) -> list[str]:
     """Write <stem>.pdf and <stem>.png with the provenance in each file's metadata."""
     blob = json.dumps(provenance, sort_keys=True)
     out = []
+    # no CreationDate: the same data and code give the same bytes (the provenance says what made it)
     fig.savefig(f"{path_stem}.pdf", metadata={"Title": provenance.get("figure", ""), "Subject": blob,
-                                               "Creator": "vgbench"})
+                                               "Creator": "vgbench", "CreationDate": None})
     out.append(f"{path_stem}.pdf")
     fig.savefig(f"{path_stem}.png", metadata={"Title": provenance.get("figure", ""), "Description": blob,
                                                "Software": "vgbench"})
