@@ -1,0 +1,132 @@
+"""The numbers vgbench reports, each against an independent reference (issue 20): recorded
+gradient norms vs the model's own .grad, bootstrap CIs vs scipy, summary.json written last
+(a crash before it leaves an incomplete run), and every config field in the run id."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as st
+
+from vgbench import grid, paths, stats
+from vgbench.config import FIELDS, load
+from vgbench.data import load_task
+from vgbench.instruments import Recorder
+from vgbench.models import build_model, task_loss
+
+
+def _backward(cfg_dict, n=20):
+    cfg = load(cfg_dict)
+    torch.manual_seed(0)
+    task = load_task(cfg)
+    net = build_model(cfg, task)
+    x, y = task.x["train"][:n], task.y["train"][:n]
+    out = net(x, capture=True)
+    task_loss(out, y, task.loss).backward()
+    return cfg, net
+
+
+def test_recorded_weight_and_signal_norms_equal_the_models_gradients():
+    cfg, net = _backward({"depth": 3, "width": 8, "activation": "sigmoid"})
+    # the reference, taken before the recorder reads anything: plain L2 norms of .grad, input side first
+    w_ref = [torch.linalg.vector_norm(net.ops[l].weight.grad).item() for l in range(3)] + \
+            [torch.linalg.vector_norm(net.head.weight.grad).item()]
+    h_ref = [torch.linalg.vector_norm(h.grad).item() for h in net.captured["h"]]
+    rec = Recorder(net, [0], cfg.activation, cfg.recurrent)
+    rec.record(0, net)
+    f = rec.frame()
+    w = f[f.kind == "weight_grad"].sort_values("index")
+    assert list(w["name"]) == ["ops.0.weight", "ops.1.weight", "ops.2.weight", "head.weight"]
+    assert w["value"].tolist() == pytest.approx(w_ref, rel=1e-5)
+    assert rec.ratio(0) == pytest.approx(w_ref[0] / w_ref[-1], rel=1e-5)
+    s = f[f.kind == "signal"].sort_values("index")
+    assert s["value"].tolist() == pytest.approx(h_ref, rel=1e-5)
+    assert len(h_ref) == 4 and h_ref[0] < h_ref[2]  # sigmoid: the error shrinks towards the input
+
+
+def test_recorded_hidden_t_norms_equal_the_models_gradients():
+    cfg, net = _backward({"task": "adding", "model": "rnn", "depth": 1, "width": 6, "batch_size": 20,
+                          "task_args": {"seq_len": 7, "n_train": 40, "n_val": 10, "n_test": 10}})
+    ref = [torch.linalg.vector_norm(h.grad).item() for h in net.captured["h_t"][0]]
+    rec = Recorder(net, [0], cfg.activation, cfg.recurrent)
+    rec.record(0, net)
+    f = rec.frame()
+    ht = f[f.kind == "hidden_t"].sort_values("index")
+    assert ht["index"].tolist() == list(range(7))
+    assert ht["value"].tolist() == pytest.approx(ref, rel=1e-5)
+
+
+def test_dead_fraction_by_hand():
+    """Layer 0's weights and biases set so that exactly 3 of 8 ReLU units are <= 0 for every input."""
+    cfg = load({"depth": 2, "width": 8, "activation": "relu", "init": "he"})
+    task = load_task(cfg)
+    net = build_model(cfg, task)
+    with torch.no_grad():
+        net.ops[0].weight.zero_()
+        net.ops[0].bias.copy_(torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0]))
+    x, y = task.x["train"][:20], task.y["train"][:20]
+    task_loss(net(x, capture=True), y, task.loss).backward()
+    rec = Recorder(net, [0], cfg.activation, cfg.recurrent)
+    rec.record(0, net)
+    f = rec.frame()
+    dead = f[(f.kind == "dead") & (f["index"] == 0)]["value"].item()
+    assert dead == pytest.approx(3 / 8)
+
+
+@pytest.mark.parametrize("x", [[0.61, 0.72, 0.55, 0.68, 0.70, 0.40], [1.0, 2.0, 4.0, 8.0]])
+def test_bootstrap_ci_equals_scipy_with_the_same_seed(x):
+    ref = st.bootstrap((np.array(x),), np.mean, n_resamples=stats.N_BOOT, method="percentile",
+                       rng=np.random.default_rng(0)).confidence_interval
+    lo, hi = stats.bootstrap_ci(x)
+    assert (lo, hi) == pytest.approx((ref.low, ref.high))
+    assert hi - lo > 0.1 * np.std(x)  # an interval, not a point
+
+
+def test_bootstrap_diff_ci_equals_scipy_with_the_same_seed():
+    x, y = np.array([0.61, 0.72, 0.55, 0.68, 0.70]), np.array([0.40, 0.52, 0.41, 0.45])
+    ref = st.bootstrap((x, y), lambda a, b, axis=-1: a.mean(axis) - b.mean(axis), n_resamples=stats.N_BOOT,
+                       method="percentile", rng=np.random.default_rng(0), vectorized=True).confidence_interval
+    assert stats.bootstrap_diff_ci(x, y) == pytest.approx((ref.low, ref.high))
+
+
+def test_a_crash_before_the_summary_leaves_an_incomplete_run(tmp_path, tiny, monkeypatch):
+    """summary.json is written after metrics.csv and gradients.parquet: if writing the data
+    fails, the run is not complete, so a resume retrains it."""
+    from vgbench.train import run
+
+    def crash(self, *a, **k):
+        raise OSError("disk full (injected)")
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
+    with pytest.raises(OSError, match="injected"):
+        run(load(tiny), tmp_path / "r")
+    assert not paths.is_complete(tmp_path / "r")
+    monkeypatch.undo()
+    run(load(tiny), tmp_path / "r")  # the resume clears the partial run and completes it
+    assert paths.is_complete(tmp_path / "r")
+
+
+# every field of the run config, with a different valid value: the run id must change
+ALTERNATIVES = {
+    "task": ("digits", {}), "task_args": ({"num_samples": 4000}, {}), "model": ("cnn", {}), "depth": (4, {}),
+    "width": (9, {}), "activation": ("tanh", {}), "leaky_relu_slope": (0.2, {"activation": "leaky_relu"}),
+    "init": ("he", {}), "norm": ("layer", {}), "residual": (True, {}), "optimizer": ("adam", {}),
+    "lr": (0.2, {}), "momentum": (0.5, {"optimizer": "momentum"}), "weight_decay": (0.01, {}),
+    "clip_norm": (1.0, {}), "sigmoid_grad_c": (0.1, {}), "pretrain": ("greedy_ae", {}),
+    "pretrain_steps": (7, {"pretrain": "greedy_ae"}), "aux_loss_weight": (0.3, {}),
+    "aux_every": (2, {"aux_loss_weight": 0.3}), "steps": (21, {}), "batch_size": (51, {}), "seed": (1, {}),
+    "data_seed": (1, {}), "eval_every": (3, {}), "record_points": (5, {}), "preset": ("modern", {}),
+}
+
+
+def test_every_config_field_changes_the_run_id():
+    assert set(ALTERNATIVES) == set(FIELDS), "a new config field needs an entry here"
+    base = {"task": "mnist1d", "model": "mlp", "depth": 3, "width": 8, "steps": 20, "batch_size": 50, "seed": 0}
+    study = grid.Study(name="s", job_by="variant", base=base, variants={"v": {}}, axes={}, seeds=[0], lr_grid=[],
+                       tune_steps=None, tune_seeds=[100])
+
+    def rid(m):
+        return grid._make(study, "final", "v", (), m).run_id
+    for key, (value, needs) in ALTERNATIVES.items():
+        a, b = {**base, **needs}, {**base, **needs, key: value}
+        assert rid(a) != rid(b), f"changing {key} keeps the run id"
