@@ -85,3 +85,42 @@ def test_fused_cells_equal_the_written_out_equations(model):
     fused = net(x)
     net.fused = False
     assert torch.allclose(fused, net(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("model, extra", [("rnn", {}), ("rnn", {"activation": "relu", "init": "identity"}),
+                                          ("lstm", {}), ("gru", {}), ("rnn", {"init": "orthogonal"})])
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("task", ["adding", "copy"])
+def test_fused_sequence_kernel_equals_the_unrolled_cells(model, extra, depth, task):
+    """Training steps that record nothing use torch's fused kernel; recording steps unroll. Same
+    parameters, so the loss and every parameter gradient must agree."""
+    from vgbench.config import load
+    from vgbench.data import load_task
+    from vgbench.models import build_model, task_loss
+    cfg = load({"task": task, "model": model, "depth": depth, "width": 12, "batch_size": 16, **extra,
+                "task_args": {"seq_len": 9, "n_train": 32, "n_val": 8, "n_test": 8}})
+    t = load_task(cfg)
+    net = build_model(cfg, t)
+    assert net.seq_kernel is not None
+    x, y = t.x["train"][:16], t.y["train"][:16]
+    res = []
+    for capture in (True, False):
+        net.zero_grad()
+        loss = task_loss(net(x, capture=capture), y, t.loss)
+        loss.backward()
+        res.append((loss.item(), {n: p.grad.clone() for n, p in net.named_parameters()}))
+    (l1, g1), (l2, g2) = res
+    assert l1 == pytest.approx(l2, rel=1e-5, abs=1e-6)
+    assert g1.keys() == g2.keys()
+    for n in g1:
+        torch.testing.assert_close(g1[n], g2[n], rtol=1e-4, atol=1e-6, msg=n)
+
+
+@pytest.mark.parametrize("extra", [{"norm": "layer"}, {"activation": "sigmoid", "sigmoid_grad_c": 0.1}])
+def test_cells_without_a_fused_kernel_keep_the_loop(extra):
+    from vgbench.config import load
+    from vgbench.data import load_task
+    from vgbench.models import build_model
+    cfg = load({"task": "adding", "model": "rnn", "depth": 1, "width": 4, "batch_size": 8, **extra,
+                "task_args": {"seq_len": 5, "n_train": 8, "n_val": 8, "n_test": 8}})
+    assert build_model(cfg, load_task(cfg)).seq_kernel is None
