@@ -105,3 +105,34 @@ def test_bench_prints_ratio_last(capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("instrumented/bare steps-per-second ratio: ")
     assert float(last.rsplit(" ", 1)[1]) > 0
+
+
+def test_progress_line_on_a_terminal_only(tmp_path, tiny):
+    import io
+    buf = io.StringIO()
+    run(load({**tiny, "steps": 30}), tmp_path / "a", progress=buf)
+    text = buf.getvalue()
+    assert "step 30/30" in text and "steps/s" in text and "ETA" in text and text.endswith("\n")
+    # the CLI passes a stream only when stderr is a terminal: under pytest it is not
+    import subprocess, sys
+    from conftest import REPO
+    p = subprocess.run([sys.executable, "-m", "vgbench", "train", "--set", "steps=5", "--set", "depth=2",
+                        "--set", "width=8", "--out", str(tmp_path / "b")], capture_output=True, text=True,
+                       cwd=REPO, env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+    assert p.returncode == 0 and "steps/s" not in p.stderr and "ETA" not in p.stderr
+
+
+def test_status_counts_complete_missing_and_diverged(tmp_path, capsys):
+    from conftest import REPO
+    from vgbench import grid, status
+    prof = grid.load_profile(REPO / "configs/smoke.yaml")
+    spec = next(s for s in grid.final_specs(prof, {}) if s.study == "exploding")
+    d = paths.run_dir(spec.run_id, tmp_path)
+    d.mkdir(parents=True)
+    (d / paths.SUMMARY).write_text(json.dumps({"status": "diverged", "wall_s": 60.0}))
+    r = {(x["study"], x["stage"]): x for x in status.rows(prof, str(tmp_path))}
+    ex = r[("exploding", "final")]
+    assert (ex["complete"], ex["missing"], ex["diverged"], ex["runs"]) == (1, 3, 1, 4)
+    assert cli.main(["status", str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path), "--cores", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "exploding" in out and "~3.0 min" in out   # 3 missing x 60 s on 1 core

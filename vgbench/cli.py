@@ -21,7 +21,8 @@ def _train(args) -> int:
     from vgbench.paths import prepare_run_dir
     prepare_run_dir(out, args.force)  # before the heavy imports: a bad --out fails at once
     from vgbench.train import run
-    s = run(cfg, out, force=args.force, tags=tuple(args.tag))
+    s = run(cfg, out, force=args.force, tags=tuple(args.tag),
+            progress=sys.stderr if sys.stderr.isatty() else None)  # silent in logs and pipes
     metric = "test/acc" if "test/acc" in s["final"] else "test/loss"
     print(f"{out}: {s['status']} after {s['steps']} steps, {metric} = {s['final'].get(metric)}, "
           f"grad_ratio_init = {s['grad_ratio_init']:.3g}, {s['wall_s']:.1f} s")
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage("manifest", "manifest", "write results/MANIFEST.json (sha256 + provenance of every output)").add_argument(
         "--paper", default="paper/vgbench.pdf")
     stage("wandb-summary", "wandb_summary", "one aggregate W&B run with figures, tables and results")
+
+    stage("status", "status", "runs complete / missing / diverged per study and stage, and the time left").add_argument(
+        "--cores", type=int, default=2, help="cores the remaining runs share (for the time estimate)")
 
     vf = sub.add_parser("verify", help="recheck every output against results/MANIFEST.json")
     vf.add_argument("manifest", nargs="?", default="results/MANIFEST.json")

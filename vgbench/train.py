@@ -119,6 +119,7 @@ class VGModule(pl.LightningModule):
         self.diverged_at: int | None = None
         self._last_eval = 0
         self._params = [p for p in net.parameters() if p.requires_grad]
+        self.progress = None  # a Progress when `vgbench train` writes to a terminal
 
     def configure_optimizers(self):
         return make_optimizer(self.cfg, self.net.parameters())
@@ -180,7 +181,31 @@ class VGModule(pl.LightningModule):
         self.step_i = s + 1
         if self.step_i % self.cfg.eval_every == 0 or self.step_i == self.cfg.steps:
             self.log_eval(self.step_i)
+        if self.progress is not None:
+            self.progress.update(self.step_i, self.loss_buf, self.cfg.steps)
         return None
+
+
+class Progress:
+    """One self-overwriting line on a terminal: step, loss, steps/s, ETA (at most 4 updates/s)."""
+
+    def __init__(self, stream):
+        self.stream, self.t0, self.last = stream, time.perf_counter(), 0.0
+
+    def update(self, step: int, losses: torch.Tensor, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.25 and step < total:
+            return
+        self.last = now
+        rate = step / max(now - self.t0, 1e-9)
+        loss = float(losses[max(0, step - 10):step].mean())
+        self.stream.write(f"\rstep {step}/{total}  loss {loss:.4g}  {rate:.0f} steps/s  "
+                          f"ETA {(total - step) / max(rate, 1e-9):.0f} s   ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
 
 
 def _device() -> torch.device:
@@ -256,8 +281,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
-        threads: int | None = None) -> dict:
-    """Train one run into `out`; returns the summary dict."""
+        threads: int | None = None, progress=None) -> dict:
+    """Train one run into `out`; returns the summary dict. progress: a text stream (a
+    terminal) to show a progress line on, or None (pipeline jobs: logs stay clean)."""
     t0 = time.perf_counter()
     out = Path(out)
     paths.prepare_run_dir(out, force)
@@ -285,6 +311,7 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
     sched = schedule(cfg.steps, cfg.record_points)
     rec = Recorder(net, sched, cfg.activation, cfg.recurrent)
     module = VGModule(cfg, task, net, rec)
+    module.progress = Progress(progress) if progress is not None and cfg.steps > 0 else None
     wb = _Wandb(cfg, out, out.name, cond, tags)
     batches = Batches(task.x["train"], task.y["train"], cfg.batch_size, cfg.seed)
     stream = iter(batches)
@@ -299,6 +326,8 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
         trainer.fit(module, train_dataloaders=batches)
         net.to(device)  # Lightning's teardown moves the module back to the CPU
     train_s = time.perf_counter() - t_fit
+    if module.progress is not None:
+        module.progress.close()
     if cfg.steps == 0:
         module.log_eval(0)
     if module.diverged_at is None:

@@ -1,0 +1,64 @@
+"""`vgbench status PROFILE [--results DIR]`: how far a profile's runs have got.
+
+Per study and stage: runs complete / missing / diverged, read from the run directories
+(summary.json), and an estimate of the time left from the completed runs' wall times
+(mean wall time of the study's complete runs x its missing runs, divided by --cores).
+Useful while the pipeline or a cluster works through a profile; reads only, writes nothing.
+"""
+from __future__ import annotations
+
+import json
+
+from vgbench import grid, paths
+
+
+def rows(prof: grid.Profile, results: str) -> list[dict]:
+    from vgbench.select_lr import read_selected
+    sel_path = paths.selected_lr(results)
+    tuned = any(s.lr_grid for s in prof.studies.values())
+    selected = read_selected(str(sel_path)) if tuned and sel_path.exists() else None
+    stages = [("tune", grid.tune_specs(prof))]
+    stages.append(("final", grid.final_specs(prof, selected or {})))
+    out = []
+    for stage, specs in stages:
+        by_study: dict[str, list] = {}
+        for s in specs:
+            by_study.setdefault(s.study, []).append(s)
+        for study, ss in by_study.items():
+            waiting = stage == "final" and tuned and selected is None and bool(prof.studies[study].lr_grid)
+            done, diverged, walls = 0, 0, []
+            for s in ss:
+                f = paths.run_dir(s.run_id, results) / paths.SUMMARY
+                if f.is_file():
+                    summ = json.loads(f.read_text())
+                    done += 1
+                    diverged += summ.get("status") == "diverged"
+                    walls.append(float(summ.get("wall_s") or 0.0))
+            out.append({"study": study, "stage": stage, "runs": len(ss), "complete": done, "missing": len(ss) - done,
+                        "diverged": diverged, "mean_wall_s": sum(walls) / len(walls) if walls else None,
+                        "waiting_for_lr": waiting})
+    return out
+
+
+def main(args) -> int:
+    prof = grid.load_profile(args.profile)
+    table = rows(prof, args.results)
+    print(f"{'study':<18} {'stage':<6} {'complete':>9} {'missing':>8} {'diverged':>9}  time left")
+    total_left, unknown = 0.0, False
+    for r in table:
+        if r["missing"] == 0:
+            left = "done"
+        elif r["mean_wall_s"] is None:
+            left, unknown = "?", True
+        else:
+            secs = r["mean_wall_s"] * r["missing"] / max(1, args.cores)
+            total_left += secs
+            left = f"~{secs / 60:.1f} min"
+        note = " (lr not selected yet: run ids are provisional)" if r["waiting_for_lr"] else ""
+        print(f"{r['study']:<18} {r['stage']:<6} {r['complete']:>4}/{r['runs']:<4} {r['missing']:>8} "
+              f"{r['diverged']:>9}  {left}{note}")
+    n = sum(r["runs"] for r in table)
+    c = sum(r["complete"] for r in table)
+    print(f"total: {c}/{n} runs complete; ~{total_left / 60:.1f} min left on {args.cores} cores"
+          + (" (+ studies with no complete run yet)" if unknown else ""))
+    return 0
