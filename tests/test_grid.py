@@ -95,3 +95,17 @@ def test_grid_command_lists_runs(capsys):
 def test_grid_command_bad_profile_exit_2(tmp_path, capsys):
     assert cli.main(["grid", str(write(tmp_path, small(axes={"depth": []})))]) == 2
     assert "axis 'depth'" in capsys.readouterr().err
+
+
+def test_select_lr_on_a_profile_without_tuned_studies(tmp_path, capsys):
+    """A profile whose studies all fix their lr: select-lr writes an empty table, no crash."""
+    import yaml
+    from vgbench import cli
+    from vgbench.select_lr import read_selected
+    raw = {"profile": "notune", "studies": {"s": {"base": {"model": "mlp", "depth": 2, "width": 4, "steps": 1},
+                                                   "seeds": 1}}}
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    assert cli.main(["select-lr", str(p), "--results", str(tmp_path / "r")]) == 0
+    assert "0 conditions tuned" in capsys.readouterr().out
+    assert read_selected(tmp_path / "r/tuning/selected_lr.csv") == {}

@@ -58,7 +58,7 @@ def select(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
 
 def read_selected(path: str | Path) -> dict[str, float]:
     df = pd.read_csv(path)
-    sel = df[df["selected"]]
+    sel = df[df["selected"].astype(bool)]
     return dict(zip(sel["tune_key"], sel["lr"].astype(float)))
 
 
@@ -70,6 +70,6 @@ def main(args) -> int:
     tmp = out.with_suffix(".tmp")
     df.to_csv(tmp, index=False)
     tmp.replace(out)
-    sel = df[df["selected"]]
+    sel = df[df["selected"].astype(bool)]
     print(f"select-lr: {len(sel)} conditions tuned, {int(sel['all_diverged'].sum())} diverged at every lr -> {out}")
     return 0
