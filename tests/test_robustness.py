@@ -240,3 +240,27 @@ def test_results_readme_is_tracked_and_names_the_layout():
 def test_slurm_group_size_is_documented():
     readme = (REPO / "README.md").read_text()
     assert "--group-components train=" in readme and "PENDING" in readme
+
+
+def test_install_tex_installs_only_without_a_password(tmp_path):
+    """No latexmk: as root with apt-get it installs the package list; as a user without
+    passwordless sudo it only says what to run. Fake apt-get/id/sudo record what happened."""
+    script = REPO / "workflow/scripts/install_tex.sh"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "apt.log"
+    for name, body in (("apt-get", f'echo "$@" >> {log}'), ("sudo", "exit 1"), ("date", "echo 0")):
+        (bindir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bindir / name).chmod(0o755)
+    base = {"PATH": f"{bindir}:/usr/bin/env-none", "HOME": str(tmp_path)}
+    bash = "/bin/bash"
+    for uid, expect_install in (("0", True), ("1000", False)):
+        (bindir / "id").write_text(f"#!/bin/bash\necho {uid}\n")
+        (bindir / "id").chmod(0o755)
+        log.unlink(missing_ok=True)
+        p = subprocess.run([bash, str(script)], env=base, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        installed = log.exists() and "install -y -q texlive-latex-base" in log.read_text()
+        assert installed == expect_install, (uid, p.stderr)
+        if not expect_install:
+            assert "sudo apt-get install texlive-latex-base" in p.stderr
