@@ -26,20 +26,37 @@ def test_real_profiles_load(path):
 
 
 def test_default_profile_covers_the_paper():
+    """The pre-registered design (configs/default.yaml header): what it must contain to decide its questions."""
     prof = grid.load_profile("configs/default.yaml")
     init = prof.studies["init_depth"]
     assert init.base["depth"] >= 50 and init.base["width"] >= 256
     assert len(init.axes["activation"]) == 9 and len(init.axes["init"]) == 6
     mit = prof.studies["mlp_mitigations"]
-    assert min(mit.axes["depth"]) <= 2 and max(mit.axes["depth"]) >= 20 and len(mit.axes["depth"]) >= 3
-    for needed in ("baseline", "relu_he", "modern", "relu_normal", "relu_xavier", "batch_norm", "residual",
-                   "clip", "weight_decay", "greedy_pretrain", "aux_loss", "sigmoid_c01", "adam"):
+    assert min(mit.axes["depth"]) <= 2 and len(mit.axes["depth"]) >= 5 and mit.base["steps"] >= 2000
+    for needed in ("baseline", "relu", "relu_he", "modern", "batch_norm", "residual", "greedy_pretrain", "aux_loss",
+                   "sigmoid_c01", "leaky_relu", "elu"):
         assert needed in mit.variants
     rnn = prof.studies["rnn_tasks"]
-    assert {"rnn", "irnn", "lstm", "gru", "rnn_clip", "lstm_clip"} <= set(rnn.variants)
-    assert len(rnn.axes["task_args.seq_len"]) >= 3 and set(rnn.axes["task"]) == {"adding", "copy", "temporal_order"}
+    assert {"rnn", "irnn", "lstm", "gru"} <= set(rnn.variants) and rnn.base["width"] >= 32
+    assert max(rnn.axes["task_args.seq_len"]) >= 100 and rnn.base["steps"] >= 1000
+    assert "cnn_sigmoid" in prof.studies["cnn_resnet"].variants
     final = [s for s in prof.studies.values() if s.name != "init_depth"]
     assert all(len(s.seeds) >= 5 for s in final)
+    # binary outcomes get the seeds the power calculation asks for; every question is decided by a claim
+    for c in prof.claims:
+        if c.test == "rates":
+            assert len(prof.studies[c.study].seeds) >= 8, c.id
+    assert {q.id for q in prof.questions} == {c.question for c in prof.claims}
+    # tuning and pilot seeds are disjoint from the final ones
+    pilot = grid.load_profile("configs/pilots/evidence_pilot.yaml")
+    finals = {x for s in prof.studies.values() for x in s.seeds}
+    assert not finals & {x for s in prof.studies.values() for x in s.tune_seeds}
+    assert not finals & {x for s in pilot.studies.values() for x in s.seeds}
+    # what moved out of the default profile to pay for longer runs is still run by full.yaml
+    full = grid.load_profile("configs/full.yaml")
+    for v in ("relu_normal", "relu_xavier", "clip", "weight_decay", "momentum", "layer_norm"):
+        assert v in full.studies["mlp_mitigations"].variants
+    assert {"rnn_clip", "lstm_clip"} <= set(full.studies["rnn_tasks"].variants)
 
 
 def test_run_ids_are_stable_readable_and_unique(tmp_path):
