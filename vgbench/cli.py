@@ -116,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("workdir", nargs="?", default=".")
     u.set_defaults(func=lambda a: __import__("vgbench.unlock", fromlist=["x"]).main([a.workdir]))
 
+    d = sub.add_parser("diagnose", help="gradient flow of your own model: per-layer norms, a verdict, advice")
+    d.add_argument("target", help="pkg.module:factory or path/to/file.py:factory returning an nn.Module")
+    d.add_argument("--input-shape", help="one example's shape, e.g. 40 or 3,32,32 (random inputs)")
+    d.add_argument("--task", help="use a batch of a vgbench task instead (mnist1d, digits, adding, ...)")
+    d.add_argument("--batch", type=int, default=64)
+    d.add_argument("--steps", type=int, default=0, help="also measure after this many SGD steps on the batch")
+    d.add_argument("--lr", type=float, default=0.01)
+    d.add_argument("--loss", choices=("xent", "mse"), help="default: cross-entropy for class logits, else MSE")
+    d.add_argument("--results", help="a results folder whose claims.csv gives the evidence (default: shipped)")
+    d.add_argument("--out", default="diagnose", help="folder for diagnose.json / .pdf / .png")
+    d.set_defaults(func=lambda a: __import__("vgbench.diagnose", fromlist=["x"]).main(a))
+
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
     b.add_argument("--steps", type=int, default=2000)
     b.add_argument("--depth", type=int, default=20)

@@ -1,0 +1,149 @@
+"""`vgbench diagnose` on models with a known answer, its numbers against autograd, bad input -> exit 2."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from vgbench import cli
+from vgbench.diagnose import diagnose, measure
+
+
+def mlp(depth, act, init=None, width=64, d_in=40):
+    torch.manual_seed(0)
+    layers, d = [], d_in
+    for _ in range(depth):
+        lin = nn.Linear(d, width)
+        if init == "he":
+            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+            nn.init.zeros_(lin.bias)
+        elif init == "normal":
+            nn.init.normal_(lin.weight, 0.0, 1.0)
+        layers += [lin, act()]
+        d = width
+    return nn.Sequential(*layers, nn.Linear(d, 10))
+
+
+X = torch.randn(64, 40, generator=torch.Generator().manual_seed(1))
+
+
+def test_sigmoid_mlp_vanishes_with_a_matching_mean_field_prediction():
+    rep = diagnose(mlp(20, nn.Sigmoid), X)
+    assert rep.verdict == "vanishing" and rep.ratio < 1e-10
+    assert rep.ranges and rep.ranges[0]["kind"] == "vanishing"
+    assert any("ReLU" in a["mitigation"] for a in rep.advice) and rep.advice[0]["evidence"]
+    assert rep.theory["activation"] == "sigmoid"
+    sat = [a for a in rep.activations if "saturated" in a]
+    assert len(sat) == 20
+
+
+def test_relu_he_is_healthy_and_relu_normal_explodes():
+    assert diagnose(mlp(20, nn.ReLU, "he"), X).verdict == "healthy"
+    rep = diagnose(mlp(20, nn.ReLU, "normal"), X)
+    assert rep.verdict == "exploding"
+    assert any("clipping" in a["mitigation"] for a in rep.advice)
+
+
+class Residual(nn.Module):
+    def __init__(self, depth=20, width=64):
+        super().__init__()
+        torch.manual_seed(0)
+        self.inp = nn.Linear(40, width)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), nn.ReLU()) for _ in range(depth))
+        for b in self.blocks:
+            nn.init.normal_(b[0].weight, 0.0, 0.1 / width ** 0.5)
+        self.out = nn.Linear(width, 10)
+
+    def forward(self, x):
+        h = self.inp(x)
+        for b in self.blocks:
+            h = h + b(h)
+        return self.out(h)
+
+
+def test_residual_net_is_healthy():
+    assert diagnose(Residual(), X).verdict == "healthy"
+
+
+class TanhRNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.RNN(2, 32, batch_first=True)
+        self.head = nn.Linear(32, 1)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def test_tanh_rnn_vanishes_through_time():
+    x = torch.randn(16, 100, 2, generator=torch.Generator().manual_seed(0))
+    rep = diagnose(TanhRNN(), x)
+    assert len(rep.time) == 100 and rep.time_verdict == "vanishing" and rep.time[0] < rep.time[-1]
+    assert any("LSTM" in a["mitigation"] for a in rep.advice)
+
+
+def test_transformer_encoder_is_measured():
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 3, enable_nested_tensor=False)
+    rep = diagnose(enc, torch.randn(4, 10, 16))
+    assert rep.verdict in ("vanishing", "exploding", "healthy") and len(rep.layers) >= 6
+    assert all(l["weight_grad"] is not None for l in rep.layers if l["type"] == "Linear")
+
+
+def test_resnet18_runs_in_seconds():
+    tv = pytest.importorskip("torchvision")
+    rep = diagnose(tv.models.resnet18(weights=None), torch.randn(8, 3, 64, 64))
+    assert rep.verdict in ("vanishing", "exploding", "healthy")
+
+
+def test_norms_equal_autograd_and_the_model_is_left_unchanged():
+    net = mlp(3, nn.Tanh, width=8)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rep = measure(net, X, target=torch.zeros(64, dtype=torch.long), loss="xent")
+    # the reference: autograd on the same loss, with the hidden outputs kept
+    hs, h = [], X
+    for m in net:
+        h = m(h)
+        if isinstance(m, nn.Linear):
+            h.retain_grad()
+            hs.append(h)
+    nn.functional.cross_entropy(h, torch.zeros(64, dtype=torch.long)).backward()
+    lin = [m for m in net if isinstance(m, nn.Linear)]
+    assert [l["out_grad"] for l in rep.layers] == pytest.approx([float(t.grad.norm()) for t in hs], rel=1e-5)
+    assert [l["weight_grad"] for l in rep.layers] == pytest.approx([float(m.weight.grad.norm()) for m in lin], rel=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert not net[0]._forward_hooks  # hooks removed
+
+
+def test_steps_measure_again_after_training():
+    rep = diagnose(mlp(3, nn.ReLU, "he", width=16), X, steps=5, lr=0.1)
+    assert rep.after is not None and rep.after.layers[0]["weight_grad"] != rep.layers[0]["weight_grad"]
+
+
+def test_cli_writes_json_png_pdf(tmp_path, capsys):
+    f = tmp_path / "m.py"
+    f.write_text("import torch.nn as nn\ndef net():\n    return nn.Sequential(*[m for _ in range(12) for m in "
+                 "(nn.Linear(40 if _ == 0 else 32, 32), nn.Sigmoid())], nn.Linear(32, 10))\n")
+    assert cli.main(["diagnose", f"{f}:net", "--input-shape", "40", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: vanishing" in out
+    d = json.loads((tmp_path / "o/diagnose.json").read_text())
+    assert d["verdict"] == "vanishing" and (tmp_path / "o/diagnose.png").stat().st_size > 1000
+    assert (tmp_path / "o/diagnose.pdf").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["nomodule:net", "--input-shape", "40"], "cannot import"),
+    (["{f}:nothere", "--input-shape", "40"], "has no attribute"),
+    (["{f}", "--input-shape", "40"], "module:factory"),
+    (["{f}:net", "--input-shape", "4,x"], "--input-shape"),
+    (["{f}:net", "--input-shape", "7"], "failed on input of shape"),
+    (["{f}:net"], "--input-shape"),
+])
+def test_cli_bad_target_or_shape_exit_2(tmp_path, capsys, args, words):
+    f = tmp_path / "m.py"
+    f.write_text("import torch.nn as nn\ndef net():\n    return nn.Sequential(nn.Linear(40, 8), nn.ReLU(), nn.Linear(8, 2))\n")
+    code = cli.main(["diagnose", *[a.replace("{f}", str(f)) for a in args], "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Traceback" not in err

@@ -1,0 +1,412 @@
+"""`vgbench diagnose`: gradient flow of a user's own model, with a verdict and the benchmark's evidence.
+
+`diagnose(model, example_input)` measures, with hooks and without changing the module:
+  - per layer (every leaf module with a weight, in the order the forward pass calls them):
+    ||dL/dW|| and ||dL/dh|| (the gradient reaching the layer's output);
+  - the fraction of dead (ReLU family: <= 0 for every example) or saturated (sigmoid/tanh:
+    derivative below 5 % of its maximum) units at the outputs of activation modules;
+  - for models with a recurrent module (nn.RNN/LSTM/GRU): ||dL/dx_t||, the gradient that
+    reaches each time step of the input through the recurrence;
+  - for a plain stack of Linear layers with one known activation, the mean-field prediction
+    (vgbench.theory) of the per-layer decay beside the measured one.
+Verdict (thresholds stated in THRESHOLDS): the first/last layer ratio of ||dL/dh|| over the
+whole net decides vanishing (< 10^-2), exploding (> 10^2) or healthy; each run of consecutive
+layers whose local factor (consecutive-layer ratio) is below 1/2 or above 2 is reported as a
+vanishing or exploding range. Advice lists the mitigations that apply to the model, each with
+the effect the benchmark measured (a results folder's claims.csv, or the numbers shipped in
+vgbench/evidence/default_claims.csv, stated as such).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vgbench.config import ConfigError
+
+THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5, "local_high": 2.0,
+              "saturated_derivative": 0.05}
+SHIPPED = Path(__file__).resolve().parent / "evidence" / "default_claims.csv"
+RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
+RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.PReLU, nn.SELU, nn.ReLU6)
+SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("tanh", lambda a: 1 - a * a)}
+# mitigation -> (when it applies, the benchmark claims that measured it)
+ADVICE = {
+    "relu_he": ("saturating activations vanish", ["relu_helps", "he_with_relu"],
+                "ReLU with He initialisation instead of sigmoid/tanh"),
+    "batch_norm": ("deep stack without normalisation", ["batch_norm_helps"], "batch normalisation between layers"),
+    "residual": ("deep stack without skips", ["residual_helps", "resnet_helps"], "residual connections"),
+    "aux_loss": ("early layers get little gradient", ["aux_loss_gradients", "aux_loss_helps"],
+                 "auxiliary losses on hidden layers (deep supervision)"),
+    "gated": ("vanilla recurrent unit", ["lstm_adding", "gru_adding"], "an LSTM or GRU instead of a vanilla RNN"),
+    "clip": ("gradients explode", ["clip_high_lr", "clip_large_init", "clip_shallow"], "gradient-norm clipping"),
+    "lower_lr": ("gradients explode", ["lower_lr_stops_blowup"], "a lower learning rate"),
+    "init": ("gradients explode", ["he_with_relu"], "a variance-preserving initialisation (He for ReLU, LeCun/Xavier "
+                                                    "for tanh) instead of large weights"),
+}
+
+
+@dataclass
+class Report:
+    """The measurements of one model: `layers` (list of dicts, input side first), `time` (per
+    time step, recurrent models), verdicts and advice. to_dict() is the JSON written by the CLI."""
+    layers: list
+    verdict: str
+    ratio: float | None
+    ranges: list
+    time: list = field(default_factory=list)
+    time_verdict: str | None = None
+    theory: dict | None = None
+    advice: list = field(default_factory=list)
+    after: "Report | None" = None
+    loss: float | None = None
+    activations: list = field(default_factory=list)   # dead / saturated fraction per activation module
+
+    def to_dict(self) -> dict:
+        d = {"verdict": self.verdict, "first_last_ratio": self.ratio, "thresholds": THRESHOLDS,
+             "ranges": self.ranges, "layers": self.layers, "time": self.time, "time_verdict": self.time_verdict,
+             "theory": self.theory, "advice": self.advice, "loss": self.loss, "activations": self.activations}
+        if self.after is not None:
+            d["after_training"] = self.after.to_dict()
+        return d
+
+    def plot(self):
+        """Figure: ||dL/dh|| and ||dL/dW|| per layer (and ||dL/dx_t|| per time step), paper style."""
+        import matplotlib.pyplot as plt
+        from vgbench.figures import style
+        style.apply()
+        n = 2 if self.time else 1
+        fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 2.6), squeeze=False)
+        ax = axes[0, 0]
+        for rep, tag, ls in ((self, "init", "-"), (self.after, "trained", "--")):
+            if rep is None:
+                continue
+            idx = [l["index"] for l in rep.layers]
+            for key, label in (("out_grad", r"$\|\partial L/\partial h_l\|$"), ("weight_grad", r"$\|\partial L/\partial W_l\|$")):
+                y = [l[key] if l[key] and l[key] > 0 else np.nan for l in rep.layers]
+                ax.plot(idx, y, ls, marker="o", ms=2.5, lw=1, label=f"{label} ({tag})")
+        ax.set_yscale("log")
+        ax.set_xlabel("layer (input side = 0)")
+        ax.set_title(f"verdict: {self.verdict}")
+        ax.legend(fontsize=6)
+        if self.time:
+            ax = axes[0, 1]
+            ax.plot(range(len(self.time)), self.time, lw=1)
+            ax.set_yscale("log")
+            ax.set_xlabel("time step t")
+            ax.set_ylabel(r"$\|\partial L/\partial x_t\|$")
+            ax.set_title(f"through time: {self.time_verdict}")
+        fig.tight_layout()
+        return fig
+
+
+def _first_tensor(out):
+    if torch.is_tensor(out):
+        return out
+    if isinstance(out, (tuple, list)) and out:
+        return _first_tensor(out[0])
+    return None
+
+
+def _loss(out: torch.Tensor, loss: str | None, target=None):
+    if out.dim() == 3:                       # (B, T, C) per-step outputs: every step counts
+        out = out.reshape(-1, out.shape[-1])
+        target = target.reshape(-1) if target is not None and target.dim() > 1 else target
+    kind = loss or ("xent" if out.dim() == 2 and out.shape[-1] > 1 else "mse")
+    if kind == "xent":
+        if target is None or target.shape[0] != out.shape[0]:
+            target = torch.randint(0, out.shape[-1], (out.shape[0],), generator=torch.Generator().manual_seed(0))
+        return nn.functional.cross_entropy(out, target.long())
+    if target is None or target.shape != out.shape:
+        target = torch.zeros_like(out)
+    return nn.functional.mse_loss(out, target.to(out.dtype))
+
+
+def _local_ranges(vals: list) -> list:
+    """Maximal runs of consecutive layers whose local factor is below/above the thresholds."""
+    out, cur = [], None
+    for i in range(1, len(vals)):
+        a, b = vals[i - 1], vals[i]
+        if not (a and b and a > 0 and b > 0):
+            continue
+        f = a / b   # input side over output side: < 1 means the gradient shrinks towards the input
+        kind = ("vanishing" if f < THRESHOLDS["local_low"] else
+                "exploding" if f > THRESHOLDS["local_high"] else None)
+        if kind and cur and cur["kind"] == kind and cur["last"] == i - 1:
+            cur["last"], cur["factors"] = i, cur["factors"] + [f]
+        elif kind:
+            cur = {"kind": kind, "first": i - 1, "last": i, "factors": [f]}
+            out.append(cur)
+    return [{"kind": r["kind"], "layers": [r["first"], r["last"]],
+             "mean_factor_per_layer": float(np.exp(np.mean(np.log(r["factors"]))))} for r in out]
+
+
+def _verdict(ratio):
+    if ratio is None or not math.isfinite(ratio):
+        return "exploding" if ratio is not None and math.isinf(ratio) else "healthy"
+    if ratio < THRESHOLDS["vanishing_below"]:
+        return "vanishing"
+    if ratio > THRESHOLDS["exploding_above"]:
+        return "exploding"
+    return "healthy"
+
+
+def _theory(layers_mod, acts, x) -> dict | None:
+    """Mean-field per-layer decay for a plain Linear stack with one known activation."""
+    from vgbench import theory
+    names = {type(a).__name__.lower() for a in acts}
+    known = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu"}
+    if len(layers_mod) < 3 or not all(isinstance(m, nn.Linear) for m in layers_mod) or len(names) != 1 \
+            or next(iter(names)) not in known:
+        return None
+    act = known[next(iter(names))]
+
+    def var(m):  # (sigma_w^2 = Var(W) fan_in, sigma_b^2) measured on the module's own weights
+        sb2 = float(m.bias.detach().var()) if m.bias is not None and m.bias.numel() > 1 else 0.0
+        return float(m.weight.detach().var()) * m.weight.shape[1], sb2
+    sw2, sb2 = var(layers_mod[0])
+    # pre-activation variance of the first layer, averaged over the examples' own input norms
+    q = sw2 * float(x.float().reshape(len(x), -1).pow(2).mean()) + sb2
+    logs = []
+    for nxt in layers_mod[1:]:
+        sw2, sb2 = var(nxt)
+        # ||dL/dh_l|| / ||dL/dh_{l+1}|| = sqrt(chi): the backward pass goes through the next weights
+        logs.append(0.5 * math.log10(max(theory.chi(act, sw2, q), 1e-300)))
+        q = sw2 * theory.expect(lambda z: theory.phi(act, z) ** 2, q) + sb2
+    return {"activation": act, "predicted_log10_factor_per_layer": float(np.mean(logs))}
+
+
+def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = None) -> Report:
+    """One forward and backward pass of `model` on `x` with hooks; the model is left as it was
+    (hooks removed, gradients cleared)."""
+    layers, acts, out_norms, act_stats, handles = [], [], {}, [], []
+    rec_mods = [m for m in model.modules() if isinstance(m, RECURRENT)]
+
+    def fwd(mod, inp, out):
+        if mod not in layers:
+            layers.append(mod)
+        t = _first_tensor(out)
+        if t is not None and t.requires_grad:
+            t.register_hook(lambda g, mod=mod: out_norms.__setitem__(mod, float(g.norm())))
+
+    def act_fwd(mod, inp, out):
+        t = _first_tensor(out)
+        if t is None:
+            return
+        a = t.detach()
+        units = a.transpose(0, 1).reshape(a.shape[1], -1) if a.dim() > 2 else a.T
+        entry = {"module": type(mod).__name__, "index": len(acts)}
+        if isinstance(mod, RELU_LIKE):
+            entry["dead"] = float((units <= 0).all(1).float().mean())
+        for cls, (name, dfun) in SATURATING.items():
+            if isinstance(mod, cls):
+                entry["saturated"] = float((dfun(a) < THRESHOLDS["saturated_derivative"]).float().mean())
+        acts.append(mod)
+        act_stats.append(entry)
+
+    for m in model.modules():
+        if len(list(m.children())) == 0 and isinstance(getattr(m, "weight", None), torch.Tensor) \
+                and m.weight.requires_grad or isinstance(m, RECURRENT):
+            handles.append(m.register_forward_hook(fwd))
+        if isinstance(m, RELU_LIKE + tuple(SATURATING)):
+            handles.append(m.register_forward_hook(act_fwd))
+    x = x.detach().clone().float().requires_grad_(bool(rec_mods))
+    was_training = model.training
+    try:
+        model.zero_grad(set_to_none=True)
+        out = _first_tensor(model(x))
+        if out is None:
+            raise ConfigError("the model's output is not a tensor (or a tuple starting with one)")
+        L = _loss(out, loss, target)
+        L.backward()
+    finally:
+        for h in handles:
+            h.remove()
+    rows = []
+    for i, m in enumerate(layers):
+        ws = [p for n, p in m.named_parameters(recurse=False) if n.startswith("weight")]
+        wg = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in ws if p.grad is not None)) if ws else None
+        name = next((n for n, mm in model.named_modules() if mm is m), type(m).__name__)
+        rows.append({"index": i, "name": name or type(m).__name__, "type": type(m).__name__,
+                     "weight_grad": wg, "out_grad": out_norms.get(m)})
+    sig = [r["out_grad"] or r["weight_grad"] for r in rows]
+    ratio = (sig[0] / sig[-1]) if len(sig) >= 2 and sig[0] is not None and sig[-1] else None
+    time, tverdict = [], None
+    if rec_mods and x.grad is not None and x.dim() == 3:
+        tdim = 1 if getattr(rec_mods[0], "batch_first", False) else 0
+        g = x.grad.transpose(0, tdim) if tdim else x.grad
+        time = [float(v) for v in g.reshape(g.shape[0], -1).norm(dim=1)]
+        tverdict = _verdict(time[0] / time[-1] if time[-1] > 0 else None)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return Report(layers=rows, verdict=_verdict(ratio), ratio=ratio, ranges=_local_ranges(sig), time=time,
+                  time_verdict=tverdict, theory=_theory(layers, acts, x.detach()), loss=float(L.detach()),
+                  activations=act_stats)
+
+
+def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> list:
+    """The mitigations that apply to this model and verdict, each with the benchmark's measured
+    effect (claims.csv of `results`, else the numbers shipped with vgbench)."""
+    import pandas as pd
+    src = Path(results) / "stats" / "claims.csv" if results else SHIPPED
+    claims = pd.read_csv(src).set_index("id") if src.is_file() else pd.DataFrame()
+    mods = list(model.modules())
+    saturating = any(isinstance(m, tuple(SATURATING)) for m in mods)
+    has_norm = any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)) for m in mods)
+    vanilla_rnn = any(isinstance(m, nn.RNN) for m in mods)
+    keys = []
+    vanish = rep.verdict == "vanishing" or rep.time_verdict == "vanishing"
+    if rep.verdict == "vanishing":
+        keys += (["relu_he"] if saturating else []) + ([] if has_norm else ["batch_norm"]) + ["residual", "aux_loss"]
+    if rep.time_verdict == "vanishing" and vanilla_rnn:
+        keys += ["gated"]
+    if rep.verdict == "exploding" or rep.time_verdict == "exploding":
+        keys += ["clip", "lower_lr", "init"]
+    out = []
+    for k in dict.fromkeys(keys):
+        why, ids, what = ADVICE[k]
+        ev = []
+        for cid in ids:
+            if cid in claims.index:
+                r = claims.loc[cid]
+                ev.append({"claim": str(r["claim"]), "verdict": str(r["verdict"]), "effect": float(r["effect"]),
+                           "ci": [float(r["ci_low"]), float(r["ci_high"])], "quantity": str(r["quantity"])})
+        out.append({"mitigation": what, "why": why, "evidence": ev,
+                    "evidence_source": str(src) if results else f"shipped with vgbench ({SHIPPED.name}, default "
+                                                                "profile, 2026-11-23)"})
+    if not vanish and rep.verdict == "healthy" and rep.time_verdict in (None, "healthy"):
+        out.append({"mitigation": "none needed", "why": "gradients are within the thresholds", "evidence": [],
+                    "evidence_source": None})
+    return out
+
+
+def diagnose(model: nn.Module, example_input: torch.Tensor, target=None, loss: str | None = None,
+             steps: int = 0, lr: float = 0.01, results=None) -> Report:
+    """Measure at initialisation and, with steps > 0, again after `steps` SGD steps on the
+    same batch (the model is trained in place)."""
+    rep = measure(model, example_input, target, loss)
+    rep.advice = advice(model, rep, results)
+    if steps > 0:
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            out = _first_tensor(model(example_input))
+            _loss(out, loss, target).backward()
+            opt.step()
+        rep.after = measure(model, example_input, target, loss)
+    return rep
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def load_target(target: str) -> nn.Module:
+    """'pkg.module:factory' or 'path/to/file.py:factory' -> the nn.Module the factory returns."""
+    import importlib
+    import importlib.util
+    if ":" not in target:
+        raise ConfigError(f"TARGET must be 'module:factory' or 'file.py:factory', got {target!r}")
+    where, name = target.rsplit(":", 1)
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise ConfigError(f"TARGET file not found: {path}")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(where)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's code: report it as their error
+        raise ConfigError(f"cannot import {where!r}: {type(e).__name__}: {e}") from None
+    if not hasattr(mod, name):
+        raise ConfigError(f"{where!r} has no attribute {name!r}")
+    obj = getattr(mod, name)
+    try:
+        model = obj if isinstance(obj, nn.Module) else obj()
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"calling {name}() failed: {type(e).__name__}: {e}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{name}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _shape(s: str) -> tuple:
+    try:
+        shape = tuple(int(v) for v in s.split(","))
+    except ValueError:
+        raise ConfigError(f"--input-shape must be comma-separated positive integers, e.g. 3,32,32; got {s!r}") from None
+    if not shape or any(v < 1 for v in shape):
+        raise ConfigError(f"--input-shape must be positive integers, got {s!r}")
+    return shape
+
+
+def _table(rep: Report, color: bool) -> str:
+    col = {"vanishing": "\033[33m", "exploding": "\033[31m", "healthy": "\033[32m"} if color else {}
+    end = "\033[0m" if color else ""
+    lines = [f"{'#':>3}  {'layer':<28} {'type':<12} {'|dL/dW|':>10} {'|dL/dh|':>10}"]
+    for l in rep.layers:
+        fmt = (lambda v: f"{v:10.3g}" if v is not None else f"{'--':>10}")
+        lines.append(f"{l['index']:>3}  {l['name'][:28]:<28} {l['type'][:12]:<12} {fmt(l['weight_grad'])} "
+                     f"{fmt(l['out_grad'])}")
+    ratio = f"{rep.ratio:.3g}" if rep.ratio is not None else "--"
+    lines.append(f"verdict: {col.get(rep.verdict, '')}{rep.verdict}{end} (first/last |dL/dh| = {ratio}; "
+                 f"vanishing < {THRESHOLDS['vanishing_below']:g}, exploding > {THRESHOLDS['exploding_above']:g})")
+    for r in rep.ranges:
+        lines.append(f"  layers {r['layers'][0]}-{r['layers'][1]}: {r['kind']}, x{r['mean_factor_per_layer']:.2f} per "
+                     f"layer (thresholds {THRESHOLDS['local_low']} / {THRESHOLDS['local_high']})")
+    if rep.time:
+        lines.append(f"through time: {rep.time_verdict} (|dL/dx_0| / |dL/dx_T| = {rep.time[0] / max(rep.time[-1], 1e-300):.3g})")
+    if rep.theory:
+        meas = np.log10([l["out_grad"] for l in rep.layers[:-1] if l["out_grad"]])
+        slope = float(np.polyfit(np.arange(len(meas)), meas, 1)[0]) if len(meas) > 1 else float("nan")
+        lines.append(f"mean-field ({rep.theory['activation']}): per layer towards the output, log10 |dL/dh| changes by "
+                     f"{-rep.theory['predicted_log10_factor_per_layer']:+.3f} predicted, {slope:+.3f} measured")
+    for a in rep.advice:
+        ev = "; ".join(f"{e['claim']}: {e['verdict']}, effect {e['effect']:.3g} [{e['ci'][0]:.3g}, {e['ci'][1]:.3g}]"
+                       for e in a["evidence"])
+        lines.append(f"advice: {a['mitigation']}" + (f" -- benchmark: {ev}" if ev else "")
+                     + (f" ({a['evidence_source']})" if a["evidence"] else ""))
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    model = load_target(args.target)
+    if args.task:
+        from vgbench.config import load
+        from vgbench.data import load_task
+        seq = args.task in ("adding", "copy", "temporal_order", "mnist1d_seq", "digits_seq")
+        cfg = load({"task": args.task, "model": "rnn" if seq else "mlp"})
+        task = load_task(cfg)
+        x, y = task.x["train"][:args.batch], task.y["train"][:args.batch]
+        if args.input_shape:
+            x = x.reshape(len(x), *_shape(args.input_shape))
+    elif args.input_shape:
+        x, y = torch.randn((args.batch, *_shape(args.input_shape)), generator=torch.Generator().manual_seed(0)), None
+    else:
+        raise ConfigError("give --input-shape (one example's shape, e.g. 40 or 3,32,32) or --task")
+    try:
+        rep = diagnose(model, x, y, args.loss, args.steps, args.lr, args.results)
+    except ConfigError:
+        raise
+    except RuntimeError as e:
+        raise ConfigError(f"the model failed on input of shape {tuple(x.shape)}: {' '.join(str(e).split())[:300]}") \
+            from None
+    print(_table(rep, sys.stdout.isatty()))
+    if rep.after is not None:
+        print(f"\nafter {args.steps} SGD steps (lr {args.lr}):")
+        print(_table(rep.after, sys.stdout.isatty()))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from vgbench.figures import style
+    (out / "diagnose.json").write_text(json.dumps(rep.to_dict(), indent=2, default=float))
+    style.save(rep.plot(), str(out / "diagnose"), {"figure": "diagnose", "target": args.target})
+    print(f"\nwritten: {out / 'diagnose.json'}, {out / 'diagnose.pdf'}, {out / 'diagnose.png'}")
+    return 0
