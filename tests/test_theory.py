@@ -72,3 +72,34 @@ def test_theory_gap_macros_name_the_worst_pair():
     assert v["TheoryMaxGap"] == "0.110" and v["TheoryWorst"] == r"gelu with he init"
     assert v["TheoryMedianGap"] == "0.001"
     assert theory_gap(pd.DataFrame())["TheoryWorst"] == "--"
+
+
+# --- phase diagram: fixed points and depth scales against the literature and hand values -----
+
+def test_tanh_critical_point_matches_the_literature():
+    """Schoenholz et al. 2017 / Poole et al. 2016: tanh at sigma_b^2 = 0.05 is critical at sigma_w^2 ~ 1.76;
+    at sigma_b^2 = 0 the transition is at sigma_w^2 = 1 (chi_1 = sigma_w^2 tanh'(0)^2 as q* -> 0)."""
+    from vgbench import theory as t
+    assert t.critical_weight_var("tanh", 0.05) == pytest.approx(1.76, abs=0.01)
+    assert t.critical_weight_var("tanh", 0.0, 0.5, 3.0) == pytest.approx(1.0, abs=0.01)
+
+
+def test_relu_fixed_point_and_chi_by_hand():
+    """ReLU: E[relu(z)^2] = q/2 and E[relu'(z)^2] = 1/2, so q* = sb2 / (1 - sw2/2) and chi_1 = sw2/2."""
+    from vgbench import theory as t
+    assert t.q_star("relu", 1.0, 0.5) == pytest.approx(1.0, rel=1e-6)
+    assert t.chi_1("relu", 1.0, 0.5) == pytest.approx(0.5, rel=1e-4)
+    assert t.chi_1("relu", 2.0, 0.0) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_depth_scales_ordered_phase_and_peak_at_criticality():
+    from vgbench import theory as t
+    ordered = t.depth_scales("tanh", 1.0, 0.05)
+    assert ordered["c_star"] == pytest.approx(1.0, abs=1e-6)
+    # in the ordered phase c* = 1 and chi_c = chi_1: both depth scales are -1/ln chi_1
+    assert ordered["xi_c"] == pytest.approx(-1 / math.log(ordered["chi_1"]), rel=1e-6)
+    assert ordered["xi_grad"] == pytest.approx(ordered["xi_c"], rel=1e-6)
+    xi = {sw2: t.depth_scales("tanh", sw2, 0.05)["xi_c"] for sw2 in (1.3, 1.76, 2.5)}
+    assert xi[1.76] > 20 * max(xi[1.3], xi[2.5])
+    chaotic = t.depth_scales("tanh", 3.0, 0.05)
+    assert chaotic["chi_1"] > 1 and chaotic["c_star"] < 0.5

@@ -129,6 +129,65 @@ def predict(activation: str, init: str, depth: int, width: int, in_dim: int, inp
     return {"q": qs, "chi": chis, "log10_signal": log10}
 
 
+# --- the phase diagram (Schoenholz et al. 2017): fixed points and depth scales ----------------
+
+_GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(101)   # probabilists' Hermite: E over N(0, 1)
+_GH_W = _GH_W / _GH_W.sum()
+
+
+def q_star(activation: str, sw2: float, sb2: float, q0: float = 1.0, tol: float = 1e-10, max_iter: int = 10_000) -> float:
+    """Fixed point of the variance map q -> sw2 E[phi(z)^2] + sb2, z ~ N(0, q), by iteration."""
+    q = q0
+    for _ in range(max_iter):
+        new = sw2 * expect(lambda z: phi(activation, z) ** 2, q) + sb2
+        if abs(new - q) < tol * max(1.0, q):
+            return float(new)
+        q = new
+    return float(q)
+
+
+def chi_1(activation: str, sw2: float, sb2: float) -> float:
+    """chi_1 = sw2 E[phi'(z)^2] at the fixed point q*: < 1 ordered, > 1 chaotic, = 1 critical."""
+    return chi(activation, sw2, q_star(activation, sw2, sb2))
+
+
+def _corr_map(activation: str, sw2: float, sb2: float, q: float, c: float) -> tuple[float, float]:
+    """(c_next, chi_c) of the correlation map at correlation c between two inputs (both at q*)."""
+    z1 = _GH_X[:, None]
+    z2 = _GH_X[None, :]
+    u1 = math.sqrt(q) * z1
+    u2 = math.sqrt(q) * (c * z1 + math.sqrt(max(1 - c * c, 0.0)) * z2)
+    w = _GH_W[:, None] * _GH_W[None, :]
+    c_next = (sw2 * np.sum(w * phi(activation, u1) * phi(activation, u2)) + sb2) / q
+    chi_c = sw2 * np.sum(w * dphi(activation, u1) * dphi(activation, u2))
+    return float(c_next), float(chi_c)
+
+
+def depth_scales(activation: str, sw2: float, sb2: float) -> dict:
+    """q*, chi_1, the fixed point c* of the correlation map, and the depth scales
+    xi_c = -1 / ln chi_c(c*) (how deep correlations between inputs propagate; Schoenholz et al.
+    predict nets train up to ~6 xi_c) and xi_grad = -1 / ln chi_1 (|1/ln| for chi_1 > 1)."""
+    q = q_star(activation, sw2, sb2)
+    c = 0.5
+    for _ in range(5_000):
+        new, _ = _corr_map(activation, sw2, sb2, q, c)
+        new = min(new, 1.0)
+        if abs(new - c) < 1e-12:
+            break
+        c = new
+    _, chi_c = _corr_map(activation, sw2, sb2, q, c)
+    x1 = chi(activation, sw2, q)
+    return {"q_star": q, "chi_1": x1, "c_star": c, "chi_c": chi_c,
+            "xi_c": math.inf if chi_c == 1 else -1.0 / math.log(chi_c) if chi_c < 1 else math.inf,
+            "xi_grad": math.inf if x1 == 1 else 1.0 / abs(math.log(x1))}
+
+
+def critical_weight_var(activation: str, sb2: float, lo: float = 0.5, hi: float = 4.0) -> float:
+    """The sigma_w^2 where chi_1 = 1 (order-to-chaos transition) at bias variance sb2 (bisection)."""
+    from scipy.optimize import brentq
+    return float(brentq(lambda sw2: chi_1(activation, sw2, sb2) - 1.0, lo, hi, xtol=1e-6))
+
+
 def table(runs, curves, study: str | None):
     """Predicted vs measured per-layer signal for every activation x init of `study`.
 
