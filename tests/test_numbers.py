@@ -116,6 +116,7 @@ ALTERNATIVES = {
     "pretrain_steps": (7, {"pretrain": "greedy_ae"}), "aux_loss_weight": (0.3, {}),
     "aux_every": (2, {"aux_loss_weight": 0.3}), "steps": (21, {}), "batch_size": (51, {}), "seed": (1, {}),
     "data_seed": (1, {}), "eval_every": (3, {}), "record_points": (5, {}), "preset": ("modern", {}),
+    "weight_var": (1.76, {"init": "gaussian"}), "bias_var": (0.05, {"init": "gaussian"}),
 }
 
 
@@ -130,3 +131,27 @@ def test_every_config_field_changes_the_run_id():
     for key, (value, needs) in ALTERNATIVES.items():
         a, b = {**base, **needs}, {**base, **needs, key: value}
         assert rid(a) != rid(b), f"changing {key} keeps the run id"
+
+
+def test_late_fields_at_their_default_keep_existing_run_ids():
+    """Adding vocabulary must not rename (and so retrain) existing runs: a config that leaves
+    the late fields at their defaults hashes as it did before they existed."""
+    from vgbench.config import LATE_FIELDS, config_hash
+    cfg = load({"depth": 3, "width": 8})
+    old = {k: v for k, v in cfg.to_dict().items() if k not in LATE_FIELDS}
+    assert config_hash(cfg.identity()) == config_hash(old)
+    assert config_hash(load({"depth": 3, "width": 8, "init": "gaussian", "weight_var": 2.0}).identity()) != \
+        config_hash(load({"depth": 3, "width": 8, "init": "gaussian"}).identity())
+
+
+def test_gaussian_init_has_the_requested_variances():
+    from vgbench.models import build_model
+    cfg = load({"depth": 3, "width": 256, "activation": "tanh", "init": "gaussian", "weight_var": 1.76,
+                "bias_var": 0.05})
+    net = build_model(cfg, load_task(cfg))
+    w, b = net.ops[1].weight, net.ops[1].bias
+    assert float(w.var()) * w.shape[1] == pytest.approx(1.76, rel=0.03)
+    assert float(b.var()) == pytest.approx(0.05, rel=0.3)
+    from vgbench.config import ConfigError
+    with pytest.raises(ConfigError, match="init 'gaussian'"):
+        load({"init": "he", "weight_var": 2.0})

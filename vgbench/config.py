@@ -23,7 +23,7 @@ SEQUENCE_TASKS = ("adding", "copy", "temporal_order", "mnist1d_seq", "digits_seq
 MODELS = ("mlp", "cnn", "resnet", "rnn", "lstm", "gru")
 RECURRENT = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "softsign")
-INITS = ("default", "normal", "lecun", "xavier", "he", "orthogonal", "identity")
+INITS = ("default", "normal", "lecun", "xavier", "he", "orthogonal", "identity", "gaussian")
 NORMS = ("none", "batch", "layer")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 PRETRAINS = ("none", "greedy_ae")
@@ -62,6 +62,8 @@ class RunConfig:
     activation: str | None = None   # None: sigmoid for feed-forward nets, tanh for recurrent
     leaky_relu_slope: float = 0.01  # PyTorch's default negative slope
     init: str = "default"
+    weight_var: float = 1.0         # init gaussian: W ~ N(0, weight_var / fan_in) (sigma_w^2)
+    bias_var: float = 0.0           # init gaussian: b ~ N(0, bias_var) (sigma_b^2)
     norm: str = "none"
     residual: bool | None = None    # None: true for resnet, false otherwise
     optimizer: str = "sgd"
@@ -89,14 +91,25 @@ class RunConfig:
     def recurrent(self) -> bool:
         return self.model in RECURRENT
 
+    def identity(self) -> dict:
+        """What a run id hashes: the config, minus fields added after results existed that are at
+        their default (so adding vocabulary never renames, and retrains, existing runs)."""
+        d = self.to_dict()
+        for k, default in LATE_FIELDS.items():
+            if d[k] == default:
+                del d[k]
+        return d
+
     def condition(self) -> dict:
         """The config minus the seed: what seeds of one condition share."""
-        d = self.to_dict()
+        d = self.identity()
         d.pop("seed")
         return d
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+# fields added to the vocabulary after results existed, with their defaults (see identity())
+LATE_FIELDS = {"weight_var": 1.0, "bias_var": 0.0}
 CHOICES = {"task": TASKS, "model": MODELS, "activation": ACTIVATIONS, "init": INITS,
            "norm": NORMS, "optimizer": OPTIMIZERS, "pretrain": PRETRAINS,
            "preset": tuple(PRESETS)}
@@ -106,7 +119,7 @@ BOUNDS = {"depth": (1, True), "width": (1, True), "lr": (0, False), "momentum": 
           "pretrain_steps": (1, True), "aux_loss_weight": (0, True), "aux_every": (0, True),
           "steps": (0, True), "batch_size": (1, True), "seed": (0, True),
           "data_seed": (0, True), "eval_every": (0, True), "record_points": (1, True),
-          "leaky_relu_slope": (0, True)}
+          "leaky_relu_slope": (0, True), "weight_var": (0, False), "bias_var": (0, True)}
 INT_KEYS = {n for n, f in FIELDS.items() if f.type in ("int",)}
 FLOAT_KEYS = {n for n, f in FIELDS.items() if f.type in ("float", "float | None")}
 
@@ -222,6 +235,9 @@ def _resolve(cfg: RunConfig) -> RunConfig:
     if cfg.init == "identity" and model != "rnn":
         raise ConfigError(f"init 'identity' sets the recurrent matrix to I (IRNN); it is only "
                           f"available for model 'rnn', got '{model}'")
+    if cfg.init != "gaussian" and (cfg.weight_var != 1.0 or cfg.bias_var != 0.0):
+        raise ConfigError(f"weight_var / bias_var set the variances of init 'gaussian'; got init '{cfg.init}' "
+                          "(use init: gaussian, or drop weight_var / bias_var)")
     if cfg.sigmoid_grad_c > 0 and activation != "sigmoid":
         raise ConfigError(f"sigmoid_grad_c > 0 needs activation 'sigmoid', got '{activation}'")
     if cfg.pretrain == "greedy_ae" and model != "mlp":

@@ -38,14 +38,14 @@ RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.PReLU, nn.SELU, nn.ReLU6
 SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("tanh", lambda a: 1 - a * a)}
 # mitigation -> (when it applies, the benchmark claims that measured it)
 ADVICE = {
-    "relu_he": ("saturating activations vanish", ["relu_helps", "he_with_relu"],
+    "activation": ("saturating activations vanish", ["relu_helps", "he_with_relu"],
                 "ReLU with He initialisation instead of sigmoid/tanh"),
-    "batch_norm": ("deep stack without normalisation", ["batch_norm_helps"], "batch normalisation between layers"),
-    "residual": ("deep stack without skips", ["residual_helps", "resnet_helps"], "residual connections"),
-    "aux_loss": ("early layers get little gradient", ["aux_loss_gradients", "aux_loss_helps"],
+    "normalise": ("deep stack without normalisation", ["batch_norm_helps"], "batch normalisation between layers"),
+    "skips": ("deep stack without skips", ["residual_helps", "resnet_helps"], "residual connections"),
+    "deep_supervision": ("early layers get little gradient", ["aux_loss_gradients", "aux_loss_helps"],
                  "auxiliary losses on hidden layers (deep supervision)"),
     "gated": ("vanilla recurrent unit", ["lstm_adding", "gru_adding"], "an LSTM or GRU instead of a vanilla RNN"),
-    "clip": ("gradients explode", ["clip_high_lr", "clip_large_init", "clip_shallow"], "gradient-norm clipping"),
+    "clipping": ("gradients explode", ["clip_high_lr", "clip_large_init", "clip_shallow"], "gradient-norm clipping"),
     "lower_lr": ("gradients explode", ["lower_lr_stops_blowup"], "a lower learning rate"),
     "init": ("gradients explode", ["he_with_relu"], "a variance-preserving initialisation (He for ReLU, LeCun/Xavier "
                                                     "for tanh) instead of large weights"),
@@ -263,11 +263,11 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
     keys = []
     vanish = rep.verdict == "vanishing" or rep.time_verdict == "vanishing"
     if rep.verdict == "vanishing":
-        keys += (["relu_he"] if saturating else []) + ([] if has_norm else ["batch_norm"]) + ["residual", "aux_loss"]
+        keys += (["activation"] if saturating else []) + ([] if has_norm else ["normalise"]) + ["skips", "deep_supervision"]
     if rep.time_verdict == "vanishing" and vanilla_rnn:
         keys += ["gated"]
     if rep.verdict == "exploding" or rep.time_verdict == "exploding":
-        keys += ["clip", "lower_lr", "init"]
+        keys += ["clipping", "lower_lr", "init"]
     out = []
     for k in dict.fromkeys(keys):
         why, ids, what = ADVICE[k]

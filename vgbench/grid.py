@@ -256,7 +256,7 @@ def _make(study: Study, stage: str, variant: str, labels: tuple, mapping: dict, 
         cfg = load(mapping, where=where)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
-    h = config_hash(cfg.to_dict())[:8]
+    h = config_hash(cfg.identity())[:8]
     parts = [study.name, variant] + ([slug] if slug else []) + [f"s{cfg.seed}", h]
     run_id = ("tune-" if stage == "tune" else "") + "-".join(parts)
     no_lr = cfg.condition()
@@ -311,7 +311,7 @@ def _check_unique(specs: list[RunSpec]) -> None:
     counted twice."""
     seen: dict[tuple, RunSpec] = {}
     for s in specs:
-        key = (s.study, s.stage, config_hash(s.cfg.to_dict()))
+        key = (s.study, s.stage, config_hash(s.cfg.identity()))
         if key in seen:
             a = seen[key]
             raise ConfigError(f"study '{s.study}': variants '{a.variant}' and '{s.variant}' give the same run "

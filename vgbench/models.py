@@ -73,8 +73,9 @@ SATURATING = {"sigmoid": lambda a: (a < 0.01) | (a > 0.99),
 RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu")
 
 
-def init_weight(w: torch.Tensor, scheme: str) -> None:
-    """Initialise one weight matrix/kernel in place. fan_in = in_features x kernel size."""
+def init_weight(w: torch.Tensor, scheme: str, weight_var: float = 1.0) -> None:
+    """Initialise one weight matrix/kernel in place. fan_in = in_features x kernel size.
+    gaussian: N(0, weight_var / fan_in), the mean-field theory's sigma_w^2."""
     if scheme == "default":
         return  # PyTorch's own: U[+-1/sqrt(fan_in)] (Glorot & Bengio's "standard" init)
     fan_out, fan_in = w.shape[0], w[0].numel()
@@ -89,6 +90,8 @@ def init_weight(w: torch.Tensor, scheme: str) -> None:
             w.normal_(0.0, math.sqrt(2.0 / fan_in))
         elif scheme == "orthogonal":
             nn.init.orthogonal_(w)
+        elif scheme == "gaussian":
+            w.normal_(0.0, math.sqrt(weight_var / fan_in))
         else:
             raise ValueError(f"unknown init {scheme!r}")
 
@@ -139,10 +142,13 @@ class FeedForward(nn.Module):
             for l in self.aux_layers:
                 self.aux_heads[str(l)] = nn.Linear(W, task.n_out)
         for _, w in self.weights():
-            init_weight(w, cfg.init)
+            init_weight(w, cfg.init, cfg.weight_var)
         if cfg.init != "default":
             for m in [*self.ops, self.head]:
-                nn.init.zeros_(m.bias)
+                if cfg.init == "gaussian" and cfg.bias_var > 0:
+                    nn.init.normal_(m.bias, 0.0, math.sqrt(cfg.bias_var))
+                else:
+                    nn.init.zeros_(m.bias)
         self.captured: dict = {}
         self.aux_out: list = []
 
@@ -242,11 +248,11 @@ class Recurrent(nn.Module):
             else:
                 for w in (self.w_ih[l].weight, self.w_hh[l].weight):
                     for g in w.split(W, 0):  # per gate, so fan_out is the gate's width
-                        init_weight(g, cfg.init)
+                        init_weight(g, cfg.init, cfg.weight_var)
             nn.init.zeros_(self.w_ih[l].bias)
             if self.w_hh[l].bias is not None:
                 nn.init.zeros_(self.w_hh[l].bias)
-        init_weight(self.head.weight, "lecun" if cfg.init == "identity" else cfg.init)
+        init_weight(self.head.weight, "lecun" if cfg.init == "identity" else cfg.init, cfg.weight_var)
         nn.init.zeros_(self.head.bias)
 
     def weights(self):

@@ -291,7 +291,7 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
     torch.set_num_threads(threads)
     cond = config_hash(cfg.condition())
     write_json_atomic(out / paths.CONFIG, {"config": cfg.to_dict(), "run_id": out.name,
-                                           "condition_id": cond, "config_hash": config_hash(cfg.to_dict()),
+                                           "condition_id": cond, "config_hash": config_hash(cfg.identity()),
                                            "versions": versions(), "commit": git_commit(),
                                            "torch_threads": torch.get_num_threads()})
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
