@@ -150,6 +150,7 @@ def test_gaussian_init_has_the_requested_variances():
                 "bias_var": 0.05})
     net = build_model(cfg, load_task(cfg))
     w, b = net.ops[1].weight, net.ops[1].bias
+    w, b = w.detach(), b.detach()
     assert float(w.var()) * w.shape[1] == pytest.approx(1.76, rel=0.03)
     assert float(b.var()) == pytest.approx(0.05, rel=0.3)
     from vgbench.config import ConfigError
