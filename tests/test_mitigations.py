@@ -183,3 +183,46 @@ def test_irnn_identity_recurrent_matrix():
         assert torch.equal(net.w_hh[l].weight, torch.eye(16))
         assert net.w_ih[l].weight.std().item() < 0.01
     assert isinstance(net.act, torch.nn.ReLU)
+
+
+def test_rezero_alpha_starts_at_zero_and_receives_gradient():
+    """ReZero: each residual block starts as the identity (alpha = 0), and alpha learns."""
+    from vgbench.config import load
+    from vgbench.data import load_task
+    from vgbench.models import build_model, task_loss
+    cfg = load({"depth": 6, "width": 16, "residual": True, "residual_branch": "rezero", "activation": "relu",
+                "init": "he"})
+    t = load_task(cfg)
+    net = build_model(cfg, t)
+    assert len(net.alphas) == len(net.skips) > 0 and all(float(a) == 0 for a in net.alphas.values())
+    x, y = t.x["train"][:32], t.y["train"][:32]
+    # at init every block is its skip only: changing a branch's weights does not change the output
+    out0 = net(x).detach()
+    with torch.no_grad():
+        net.ops[3].weight.mul_(5.0)
+    assert torch.equal(net(x).detach(), out0)
+    task_loss(net(x), y, t.loss).backward()
+    assert all(a.grad is not None and float(a.grad.abs()) > 0 for a in net.alphas.values())
+    with pytest.raises(Exception, match="needs residual: true"):
+        load({"residual_branch": "rezero"})
+
+
+def test_forget_bias_and_chrono_init():
+    from vgbench.config import load
+    from vgbench.data import load_task
+    from vgbench.models import build_model
+    base = {"task": "adding", "model": "lstm", "depth": 1, "width": 256, "batch_size": 10,
+            "task_args": {"seq_len": 50, "n_train": 10, "n_val": 10, "n_test": 10}}
+    t = load_task(load(base))
+    b0 = build_model(load(base), t).w_ih[0].bias.detach()
+    b1 = build_model(load({**base, "forget_bias": 1.0}), t).w_ih[0].bias.detach()
+    W = 256
+    assert torch.allclose(b1[W:2 * W], b0[W:2 * W] + 1.0) and torch.equal(b1[:W], b0[:W])
+    bc = build_model(load({**base, "forget_bias": "chrono"}), t).w_ih[0].bias.detach()
+    bf, bi = bc[W:2 * W], bc[:W]
+    # log U[1, T-1], T = 50: in [0, log 49], and exp(b_f) uniform with mean (1 + 49) / 2
+    assert float(bf.min()) >= 0 and float(bf.max()) <= math.log(49) + 1e-6
+    assert float(bf.exp().mean()) == pytest.approx(25.0, rel=0.1)
+    assert torch.equal(bi, -bf)
+    with pytest.raises(Exception, match="forget_bias"):
+        load({**base, "model": "gru", "forget_bias": 1.0})

@@ -117,6 +117,8 @@ ALTERNATIVES = {
     "aux_every": (2, {"aux_loss_weight": 0.3}), "steps": (21, {}), "batch_size": (51, {}), "seed": (1, {}),
     "data_seed": (1, {}), "eval_every": (3, {}), "record_points": (5, {}), "preset": ("modern", {}),
     "weight_var": (1.76, {"init": "gaussian"}), "bias_var": (0.05, {"init": "gaussian"}),
+    "residual_branch": ("rezero", {"residual": True}),
+    "forget_bias": (1.0, {"task": "adding", "model": "lstm", "task_args": {"seq_len": 10}}),
 }
 
 

@@ -66,6 +66,8 @@ class RunConfig:
     bias_var: float = 0.0           # init gaussian: b ~ N(0, bias_var) (sigma_b^2)
     norm: str = "none"
     residual: bool | None = None    # None: true for resnet, false otherwise
+    residual_branch: str = "plain"  # plain: h = skip + F(x); rezero: h = skip + alpha F(x), alpha = 0 at init
+    forget_bias: float | str = 0.0  # LSTM forget-gate bias: a number, or chrono (Tallec & Ollivier 2018)
     optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9           # used by optimizer: momentum only
@@ -109,10 +111,11 @@ class RunConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 # fields added to the vocabulary after results existed, with their defaults (see identity())
-LATE_FIELDS = {"weight_var": 1.0, "bias_var": 0.0}
+LATE_FIELDS = {"weight_var": 1.0, "bias_var": 0.0, "residual_branch": "plain", "forget_bias": 0.0}
+RESIDUAL_BRANCHES = ("plain", "rezero")
 CHOICES = {"task": TASKS, "model": MODELS, "activation": ACTIVATIONS, "init": INITS,
            "norm": NORMS, "optimizer": OPTIMIZERS, "pretrain": PRETRAINS,
-           "preset": tuple(PRESETS)}
+           "preset": tuple(PRESETS), "residual_branch": ("plain", "rezero")}
 # (lower bound, inclusive?) for numeric keys
 BOUNDS = {"depth": (1, True), "width": (1, True), "lr": (0, False), "momentum": (0, True),
           "weight_decay": (0, True), "clip_norm": (0, False), "sigmoid_grad_c": (0, True),
@@ -139,6 +142,13 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, str) or value not in CHOICES[key]:
             raise ConfigError(f"invalid {key} {value!r}; allowed: {', '.join(CHOICES[key])}")
         return value
+    if key == "forget_bias":
+        if value == "chrono":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+                or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"'forget_bias' must be a finite number or 'chrono', got {value!r}")
+        return float(value)
     if key in ("residual",):
         if not isinstance(value, bool):
             raise ConfigError(f"'{key}' must be true or false, got {value!r}")
@@ -235,6 +245,11 @@ def _resolve(cfg: RunConfig) -> RunConfig:
     if cfg.init == "identity" and model != "rnn":
         raise ConfigError(f"init 'identity' sets the recurrent matrix to I (IRNN); it is only "
                           f"available for model 'rnn', got '{model}'")
+    if cfg.residual_branch != "plain" and not residual:
+        raise ConfigError(f"residual_branch '{cfg.residual_branch}' scales residual branches; it needs "
+                          "residual: true (model mlp or resnet)")
+    if cfg.forget_bias != 0.0 and model != "lstm":
+        raise ConfigError(f"forget_bias sets an LSTM's forget-gate bias; got model '{model}'")
     if cfg.init != "gaussian" and (cfg.weight_var != 1.0 or cfg.bias_var != 0.0):
         raise ConfigError(f"weight_var / bias_var set the variances of init 'gaussian'; got init '{cfg.init}' "
                           "(use init: gaussian, or drop weight_var / bias_var)")

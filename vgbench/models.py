@@ -135,6 +135,10 @@ class FeedForward(nn.Module):
                     self.skips[str(end)] = nn.Linear(d_in, W, bias=False)
                 else:
                     self.skips[str(end)] = Conv(d_in, W, 1, bias=False)
+        # ReZero (Bachlechner et al. 2020; SkipInit, De & Smith 2020): one learnable scalar per
+        # residual branch, 0 at init, so every block starts as the identity
+        self.alphas = nn.ParameterDict({k: nn.Parameter(torch.zeros(())) for k in self.skips}
+                                       if cfg.residual_branch == "rezero" else {})
         self.aux_layers = []
         self.aux_heads = nn.ModuleDict()
         if cfg.aux_loss_weight > 0:
@@ -177,7 +181,11 @@ class FeedForward(nn.Module):
         self.aux_out = []
         for l in range(depth):
             a = self.layer(l, h)
-            h = a + self.skips[str(l)](block_in) if str(l) in ends else a
+            if str(l) in ends:
+                branch = self.alphas[str(l)] * a if str(l) in self.alphas else a
+                h = branch + self.skips[str(l)](block_in)
+            else:
+                h = a
             if str(l) in ends:
                 block_in = h
             if capture:
@@ -232,6 +240,7 @@ class Recurrent(nn.Module):
             self.seq_kernel = {"lstm": "lstm", "gru": "gru"}.get(cfg.model) or \
                 {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(cfg.activation if cfg.model == "rnn" else "")
         self._init()
+        self._forget_bias(task)
         self.captured: dict = {}
         self.aux_out: list = []
 
@@ -254,6 +263,24 @@ class Recurrent(nn.Module):
                 nn.init.zeros_(self.w_hh[l].bias)
         init_weight(self.head.weight, "lecun" if cfg.init == "identity" else cfg.init, cfg.weight_var)
         nn.init.zeros_(self.head.bias)
+
+    def _forget_bias(self, task: Task):
+        """LSTM gates are (i, f, g, o) in w_ih's bias (w_hh has none). A number adds to the forget
+        gate's bias; chrono (Tallec & Ollivier 2018): b_f ~ log U[1, T_max - 1], b_i = -b_f, with
+        T_max the task's sequence length."""
+        fb, W = self.cfg.forget_bias, self.cfg.width
+        if self.kind != "lstm" or fb == 0.0:
+            return
+        t_max = task.x["train"].shape[1]
+        with torch.no_grad():
+            for l in range(self.cfg.depth):
+                b = self.w_ih[l].bias
+                if fb == "chrono":
+                    bf = torch.log(1 + torch.rand(W) * max(t_max - 2, 1e-6))   # U[1, T_max - 1]
+                    b[W:2 * W] = bf
+                    b[:W] = -bf
+                else:
+                    b[W:2 * W] += fb
 
     def weights(self):
         out = []
