@@ -24,7 +24,7 @@ def synthetic_frames(n_seeds: int = 2):
     specs += [("cnn_resnet", v, {"depth": d}, {"depth": d}) for v in ("cnn", "resnet") for d in (2, 4)]
     specs += [("rnn_tasks", v, {"task": t, "task_args.seq_len": T}, {"task": t, "task_args.seq_len": T, "depth": 1})
               for v in ("rnn", "lstm") for t in ("adding", "temporal_order") for T in (5, 10)]
-    specs += [("exploding", v, {}, {"depth": 3}) for v in ("high_lr", "high_lr_clip")]
+    specs += [("explosion", v, {}, {"depth": 3}) for v in ("high_lr", "high_lr_clip")]
     for study, variant, labels, cfg in specs:
         for seed in range(n_seeds):
             rid = f"{study}-{variant}-{json.dumps(labels, sort_keys=True)}-{seed}"

@@ -82,7 +82,7 @@ def test_aggregate_fails_loudly_on_missing_run(smoke, tmp_path):
     from vgbench import cli
     work, _ = smoke
     res = work / "results"
-    victim = next(iter(sorted((res / "runs").glob("exploding-*"))))
+    victim = next(iter(sorted((res / "runs").glob("explosion-*"))))
     s = victim / "summary.json"
     saved = s.read_text()
     s.unlink()

@@ -126,13 +126,13 @@ def test_status_counts_complete_missing_and_diverged(tmp_path, capsys):
     from conftest import REPO
     from vgbench import grid, status
     prof = grid.load_profile(REPO / "configs/smoke.yaml")
-    spec = next(s for s in grid.final_specs(prof, {}) if s.study == "exploding")
+    spec = next(s for s in grid.final_specs(prof, {}) if s.study == "explosion")
     d = paths.run_dir(spec.run_id, tmp_path)
     d.mkdir(parents=True)
     (d / paths.SUMMARY).write_text(json.dumps({"status": "diverged", "wall_s": 60.0}))
     r = {(x["study"], x["stage"]): x for x in status.rows(prof, str(tmp_path))}
-    ex = r[("exploding", "final")]
+    ex = r[("explosion", "final")]
     assert (ex["complete"], ex["missing"], ex["diverged"], ex["runs"]) == (1, 3, 1, 4)
     assert cli.main(["status", str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path), "--cores", "1"]) == 0
     out = capsys.readouterr().out
-    assert "exploding" in out and "~3.0 min" in out   # 3 missing x 60 s on 1 core
+    assert "explosion" in out and "~3.0 min" in out   # 3 missing x 60 s on 1 core

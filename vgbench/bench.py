@@ -17,14 +17,10 @@ import time
 import torch
 
 
-def bare_loop(cfg) -> float:
-    """Steps per second of a plain PyTorch loop on the same model and batches."""
-    from vgbench.data import Batches, load_task
-    from vgbench.models import build_model, task_loss
-    from vgbench.train import make_optimizer
-    task = load_task(cfg)
-    net = build_model(cfg, task)
-    opt = make_optimizer(cfg, net.parameters())
+def _timed_loop(cfg, task, net, opt) -> float:
+    """Steps per second of a plain PyTorch training loop over the task's in-memory batches."""
+    from vgbench.data import Batches
+    from vgbench.models import task_loss
     stream = iter(Batches(task.x["train"], task.y["train"], cfg.batch_size, cfg.seed))
     t = time.perf_counter()
     for _ in range(cfg.steps):
@@ -34,6 +30,16 @@ def bare_loop(cfg) -> float:
         loss.backward()
         opt.step()
     return cfg.steps / (time.perf_counter() - t)
+
+
+def bare_loop(cfg) -> float:
+    """A plain PyTorch loop on vgbench's own model (no instruments, no Lightning)."""
+    from vgbench.data import load_task
+    from vgbench.models import build_model
+    from vgbench.train import make_optimizer
+    task = load_task(cfg)
+    net = build_model(cfg, task)
+    return _timed_loop(cfg, task, net, make_optimizer(cfg, net.parameters()))
 
 
 class _BareRecurrent(torch.nn.Module):
@@ -48,22 +54,12 @@ class _BareRecurrent(torch.nn.Module):
 
 
 def bare_recurrent_loop(cfg) -> float:
-    """Steps per second of a plain torch nn.RNN/LSTM/GRU training loop on the same batches."""
-    from vgbench.data import Batches, load_task
-    from vgbench.models import task_loss
+    """A plain torch nn.RNN/LSTM/GRU training loop (what a user would write) on the same batches."""
+    from vgbench.data import load_task
     task = load_task(cfg)
     torch.manual_seed(cfg.seed)
     net = _BareRecurrent(cfg, task)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    stream = iter(Batches(task.x["train"], task.y["train"], cfg.batch_size, cfg.seed))
-    t = time.perf_counter()
-    for _ in range(cfg.steps):
-        x, y = next(stream)
-        loss = task_loss(net(x), y, task.loss)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return cfg.steps / (time.perf_counter() - t)
+    return _timed_loop(cfg, task, net, torch.optim.Adam(net.parameters(), lr=cfg.lr))
 
 
 def instrumented(cfg) -> float:

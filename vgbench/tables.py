@@ -69,20 +69,20 @@ def tspec(prof, name: str) -> dict:
 
 def main_results(f, prof) -> str:
     c, comp = f["conditions"], f["comparisons"]
-    MLP = tspec(prof, "main_results").get("study")
-    c = c[c["study"] == MLP].copy() if len(c) else c
+    study = tspec(prof, "main_results").get("study")
+    c = c[c["study"] == study].copy() if len(c) else c
     if c.empty:
         return tabular("l", ["variant"], [], "Test accuracy of the MLP mitigations.", "tab:main_results")
     c["depth"] = c["labels"].map(lambda s: _labels(s).get("depth"))
     depths = sorted(c["depth"].dropna().unique())
     sig = {}
     if len(comp):
-        s = comp[(comp["study"] == MLP) & (comp["quantity"] == "score")]
+        s = comp[(comp["study"] == study) & (comp["quantity"] == "score")]
         for r in s.itertuples():
             sig[(r.variant, _labels(r.labels).get("depth"))] = (bool(r.significant), r.diff)
     best = c.groupby("depth")["value_mean"].max()
     rows = []
-    for v in prof.studies[MLP].variants if MLP in prof.studies else sorted(c["variant"].unique()):
+    for v in prof.studies[study].variants if study in prof.studies else sorted(c["variant"].unique()):
         row = [esc(v)]
         for d in depths:
             r = c[(c["variant"] == v) & (c["depth"] == d)]
