@@ -226,3 +226,79 @@ def test_forget_bias_and_chrono_init():
     assert torch.equal(bi, -bf)
     with pytest.raises(Exception, match="forget_bias"):
         load({**base, "model": "gru", "forget_bias": 1.0})
+
+
+def test_fixup_scaling_zero_last_layers_and_scalars():
+    """Fixup (Zhang et al. 2019): with L branches of m = 2 layers, each branch's first layer is the
+    init scaled by L^(-1/2), its last layer and the head start at 0, scalar biases at 0, multipliers
+    at 1; every block is then its skip (the output is the head's zero), and the multipliers and
+    the last layers receive gradient."""
+    from vgbench.config import load
+    from vgbench.data import load_task
+    from vgbench.models import build_model, task_loss
+    base = {"depth": 8, "width": 64, "residual": True, "activation": "relu", "init": "he"}
+    t = load_task(load(base))
+    plain = build_model(load(base), t)
+    fix = build_model(load({**base, "residual_branch": "fixup"}), t)
+    L = 4  # depth 8: blocks (0,1) (2,3) (4,5) (6,7)
+    for first, last in [(0, 1), (2, 3), (4, 5), (6, 7)]:
+        # the same seed draws the same He weights, so the ratio is the Fixup factor exactly
+        assert torch.allclose(fix.ops[first].weight, plain.ops[first].weight * L ** -0.5)
+        assert float(fix.ops[last].weight.abs().max()) == 0
+    assert float(fix.head.weight.abs().max()) == 0
+    assert len(fix.scales) == L and all(float(s) == 1 for s in fix.scales.values())
+    assert len(fix.bias_op) == len(fix.bias_act) == 8
+    x, y = t.x["train"][:32], t.y["train"][:32]
+    # every block starts as act(skip): the hidden state after block 2 is ReLU of its input
+    with torch.no_grad():
+        h1 = fix(x, upto=2)
+        assert torch.equal(fix(x, upto=4), torch.relu(h1))
+    task_loss(fix(x), y, t.loss).backward()
+    # the zero head passes no gradient down at step 0; after one step on it, the branches learn
+    assert float(fix.head.weight.grad.abs().sum()) > 0 and float(fix.ops[7].weight.grad.abs().sum()) == 0
+    with torch.no_grad():
+        fix.head.weight.sub_(fix.head.weight.grad)
+    fix.zero_grad()
+    task_loss(fix(x), y, t.loss).backward()
+    assert float(fix.ops[7].weight.grad.abs().sum()) > 0 and float(fix.bias_act[7].grad.abs()) > 0
+    with pytest.raises(Exception, match="needs norm: none"):
+        load({**base, "residual_branch": "fixup", "norm": "batch"})
+    with pytest.raises(Exception, match="needs residual: true"):
+        load({"residual_branch": "fixup"})
+
+
+@pytest.mark.parametrize("model, activation", [("mlp", "relu"), ("mlp", "tanh"), ("resnet", "relu")])
+def test_lsuv_unit_output_variance_on_held_out_batch(model, activation):
+    """LSUV (Mishkin & Matas 2016): every weight layer's own output has variance 1 (within 10 %) on a
+    batch it was not fitted on; deterministic for a seed; orthogonal before the rescaling."""
+    from vgbench.config import load
+    from vgbench.data import load_task
+    from vgbench.models import build_model
+    cfg = load({"model": model, "depth": 10 if model == "mlp" else 4, "width": 32, "activation": activation,
+                "init": "lsuv", "batch_size": 100})
+    t = load_task(cfg)
+    net = build_model(cfg, t)
+    fitted = net.lsuv_batch(t)
+    held_out = t.x["test"][:500]
+    assert not any(torch.equal(fitted[0], r) for r in held_out)
+    outs = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o))
+             for n, m in net.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d))]
+    with torch.no_grad():
+        net(held_out)
+    for h in hooks:
+        h.remove()
+    weighted = [n.rsplit(".", 1)[0] for n, _ in net.weights()]
+    assert set(weighted) <= set(outs)
+    for n in weighted:
+        assert float(outs[n].var()) == pytest.approx(1.0, rel=0.10), n
+    again = build_model(cfg, t)
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(net.weights(), again.weights()))
+    # the rescaling is not a no-op: orthogonal alone gives other variances
+    ortho = build_model(load({**cfg.to_dict(), "init": "orthogonal"}), t)
+    with torch.no_grad():
+        ortho(held_out)
+    assert any(abs(float(w1.norm() / w2.norm()) - 1) > 0.05
+               for (_, w1), (_, w2) in zip(net.weights(), ortho.weights()))
+    with pytest.raises(Exception, match="lsuv"):
+        load({"model": "lstm", "task": "adding", "init": "lsuv"})

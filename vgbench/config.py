@@ -23,7 +23,7 @@ SEQUENCE_TASKS = ("adding", "copy", "temporal_order", "mnist1d_seq", "digits_seq
 MODELS = ("mlp", "cnn", "resnet", "rnn", "lstm", "gru")
 RECURRENT = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "softsign")
-INITS = ("default", "normal", "lecun", "xavier", "he", "orthogonal", "identity", "gaussian")
+INITS = ("default", "normal", "lecun", "xavier", "he", "orthogonal", "identity", "gaussian", "lsuv")
 NORMS = ("none", "batch", "layer")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 PRETRAINS = ("none", "greedy_ae")
@@ -66,7 +66,8 @@ class RunConfig:
     bias_var: float = 0.0           # init gaussian: b ~ N(0, bias_var) (sigma_b^2)
     norm: str = "none"
     residual: bool | None = None    # None: true for resnet, false otherwise
-    residual_branch: str = "plain"  # plain: h = skip + F(x); rezero: h = skip + alpha F(x), alpha = 0 at init
+    residual_branch: str = "plain"  # plain: h = skip + F(x); rezero: h = skip + alpha F(x), alpha = 0 at init;
+                                    # fixup: Zhang et al. 2019 (scaled branch init, scalar biases and multiplier)
     forget_bias: float | str = 0.0  # LSTM forget-gate bias: a number, or chrono (Tallec & Ollivier 2018)
     optimizer: str = "sgd"
     lr: float = 0.1
@@ -112,10 +113,10 @@ class RunConfig:
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 # fields added to the vocabulary after results existed, with their defaults (see identity())
 LATE_FIELDS = {"weight_var": 1.0, "bias_var": 0.0, "residual_branch": "plain", "forget_bias": 0.0}
-RESIDUAL_BRANCHES = ("plain", "rezero")
+RESIDUAL_BRANCHES = ("plain", "rezero", "fixup")
 CHOICES = {"task": TASKS, "model": MODELS, "activation": ACTIVATIONS, "init": INITS,
            "norm": NORMS, "optimizer": OPTIMIZERS, "pretrain": PRETRAINS,
-           "preset": tuple(PRESETS), "residual_branch": ("plain", "rezero")}
+           "preset": tuple(PRESETS), "residual_branch": RESIDUAL_BRANCHES}
 # (lower bound, inclusive?) for numeric keys
 BOUNDS = {"depth": (1, True), "width": (1, True), "lr": (0, False), "momentum": (0, True),
           "weight_decay": (0, True), "clip_norm": (0, False), "sigmoid_grad_c": (0, True),
@@ -248,6 +249,12 @@ def _resolve(cfg: RunConfig) -> RunConfig:
     if cfg.residual_branch != "plain" and not residual:
         raise ConfigError(f"residual_branch '{cfg.residual_branch}' scales residual branches; it needs "
                           "residual: true (model mlp or resnet)")
+    if cfg.residual_branch == "fixup" and cfg.norm != "none":
+        raise ConfigError(f"residual_branch 'fixup' replaces normalisation layers; it needs norm: none, "
+                          f"got norm '{cfg.norm}'")
+    if cfg.init == "lsuv" and recurrent:
+        raise ConfigError(f"init 'lsuv' rescales feed-forward layers to unit output variance; it is available "
+                          f"for mlp, cnn, resnet, got model '{model}'")
     if cfg.forget_bias != 0.0 and model != "lstm":
         raise ConfigError(f"forget_bias sets an LSTM's forget-gate bias; got model '{model}'")
     if cfg.init != "gaussian" and (cfg.weight_var != 1.0 or cfg.bias_var != 0.0):
