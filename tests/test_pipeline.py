@@ -58,6 +58,15 @@ def test_smoke_pipeline_end_to_end(smoke):
     assert (tuned.lr.values == chosen.loc[tuned.tune_key].values).all()
     assert set(curves.run_id.unique()) == set(fin.run_id)
     assert {"weight_grad", "signal", "metric"} <= set(curves.kind.unique())
+    # the cost accounting: every job's marker records its process; the paper's numbers are their sums
+    markers = [json.loads(m.read_text()) for m in (res / "jobs").rglob("*.json")]
+    assert markers and all(m["process"]["cpu_s"] > m["process"]["import_s"] > 0 for m in markers)
+    trained = sum(m["process"]["runs_wall_s"] for m in markers)
+    assert trained == pytest.approx(runs.wall_s.sum(), rel=1e-6)   # every run trained once, counted once
+    cpu = sum(m["process"]["cpu_s"] for m in markers)
+    nums = (res / "tables/numbers.tex").read_text()
+    assert f"\\providecommand{{\\vgJobCoreHours}}{{{cpu / 3600:.2f}}}" in nums
+    assert f"\\providecommand{{\\vgTrainingShare}}{{{100 * trained / cpu:.0f}}}" in nums
     assert "final runs" in (res / "logs/aggregate.log").read_text() or "runs found" in (res / "logs/aggregate.log").read_text()
 
 

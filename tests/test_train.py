@@ -136,3 +136,19 @@ def test_status_counts_complete_missing_and_diverged(tmp_path, capsys):
     assert cli.main(["status", str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path), "--cores", "1"]) == 0
     out = capsys.readouterr().out
     assert "explosion" in out and "~3.0 min" in out   # 3 missing x 60 s on 1 core
+
+
+def test_status_estimates_a_stage_without_runs_from_the_other_stage(tmp_path):
+    """Before any final run exists, its time is its steps x the study's seconds per step in tuning."""
+    from conftest import REPO
+    from vgbench import grid, status
+    prof = grid.load_profile(REPO / "configs/smoke.yaml")
+    tune = [s for s in grid.tune_specs(prof) if s.study == "mlp_mitigations"]
+    d = paths.run_dir(tune[0].run_id, tmp_path)
+    d.mkdir(parents=True)
+    (d / paths.SUMMARY).write_text(json.dumps({"status": "ok", "wall_s": 2.0 * tune[0].cfg.steps}))  # 2 s/step
+    r = {(x["study"], x["stage"]): x for x in status.rows(prof, str(tmp_path))}
+    fin = r[("mlp_mitigations", "final")]
+    steps = sum(s.cfg.steps for s in grid.final_specs(prof, {}) if s.study == "mlp_mitigations")
+    assert fin["complete"] == 0 and fin["from_other_stage"] and fin["estimate_s"] == pytest.approx(2.0 * steps)
+    assert "estimate_s" not in r[("explosion", "final")]   # no run of that study anywhere: unknown

@@ -6,6 +6,7 @@ runs.parquet   one row per run (tuning and final; column `stage`): ids, study, v
 curves.parquet the final runs' gradients.parquet and metrics.csv stacked, long format:
                run_id, condition_id, study, variant, step, kind, index, name, value;
                metrics appear as kind "metric", name "<split>/<metric>", index -1.
+jobs.parquet   one row per training job (tune and final): its process's CPU and import seconds.
 Fails, naming them, if any expected run is missing or incomplete.
 """
 from __future__ import annotations
@@ -72,20 +73,37 @@ def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame,
         c.insert(3, "variant", spec.variant)
         curves.append(c)
     runs = pd.DataFrame(rows)
+    jobs = job_table(profile, results)
     cur = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
         columns=["run_id", "condition_id", "study", "variant", "step", "kind", "index", "name", "value"])
     for col in ("run_id", "condition_id", "study", "variant", "kind", "name"):
         cur[col] = cur[col].astype("category")
-    return runs, cur
+    return runs, cur, jobs
+
+
+def job_table(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
+    """One row per training job's marker: the process's CPU seconds, its import seconds, how many
+    runs it trained and their wall seconds (NaN for markers written before these were recorded)."""
+    rows = []
+    for stage in ("tune", "final"):
+        for p in sorted((Path(results) / paths.JOBS / stage).glob("*.json")):
+            m = json.loads(p.read_text())
+            if m.get("profile_hash") != profile.hash:
+                continue
+            proc = m.get("process") or {}
+            rows.append({"stage": stage, "job": m["job"], "runs": len(m["runs"]),
+                         **{k: proc.get(k, float("nan")) for k in ("cpu_s", "import_s", "trained", "runs_wall_s")}})
+    return pd.DataFrame(rows, columns=["stage", "job", "runs", "cpu_s", "import_s", "trained", "runs_wall_s"])
 
 
 def main(args) -> int:
     profile = grid.load_profile(args.profile)
-    runs, curves = aggregate(profile, args.results)
+    runs, curves, jobs = aggregate(profile, args.results)
     out = paths.aggregate("runs", args.results).parent
     out.mkdir(parents=True, exist_ok=True)
     runs.to_parquet(paths.aggregate("runs", args.results), index=False)
     curves.to_parquet(paths.aggregate("curves", args.results), index=False)
+    jobs.to_parquet(paths.aggregate("jobs", args.results), index=False)
     fin = runs[runs.stage == "final"]
     n_div = int((fin.status == "diverged").sum())
     print(f"aggregate: {len(runs)} runs found ({len(fin)} final: {len(fin) - n_div} ok, {n_div} diverged; "

@@ -19,7 +19,7 @@ RUN_FILES = (CONFIG, METRICS, GRADIENTS, SUMMARY)
 
 # the stage folders under a results folder, in pipeline order
 RUNS, JOBS, TUNING, AGGREGATE, STATS, FIGURES, TABLES = "runs", "jobs", "tuning", "aggregate", "stats", "figures", "tables"
-AGGREGATES = ("runs", "curves")                                          # aggregate/<name>.parquet
+AGGREGATES = ("runs", "curves", "jobs")                                          # aggregate/<name>.parquet
 STATS_TABLES = ("conditions", "comparisons", "friedman", "ranks", "claims")  # stats/<name>.csv
 THEORY = "theory"                                                        # stats/theory.csv
 FIGURE_NAMES = ("grad_depth_init", "grad_depth_training", "grad_ratio_curves", "accuracy_vs_depth",

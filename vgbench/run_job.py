@@ -10,6 +10,7 @@ status) is written last; it is the Snakemake output.
 from __future__ import annotations
 
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -33,21 +34,30 @@ def main(args) -> int:
     profile = grid.load_profile(args.profile)
     specs = specs_for(profile, args.stage, args.job, args.selected)
     from vgbench.provenance import write_json_atomic
+    t_imp = time.process_time()
     from vgbench.train import run
+    import_s = time.process_time() - t_imp   # CPU seconds, like cpu_s
     t0 = time.perf_counter()
-    done, trained = [], 0
+    done, trained, runs_wall = [], 0, 0.0
     for spec in specs:
         out = paths.run_dir(spec.run_id, args.results)
         if not paths.is_complete(out):
             s = run(spec.cfg, out, tags=(spec.study, spec.stage, spec.variant))
             trained += 1
+            runs_wall += s["wall_s"]
             print(f"{spec.run_id}: {s['status']} ({s['wall_s']:.1f} s)", flush=True)
         summary = json.loads((out / paths.SUMMARY).read_text())
         done.append({"run_id": spec.run_id, "status": summary["status"]})
     marker = paths.job_marker(args.stage, args.job, args.results)
     marker.parent.mkdir(parents=True, exist_ok=True)
+    # where this process's time went (the reproducibility appendix: training vs overhead):
+    # CPU seconds of the whole process (interpreter start and imports included), the import of
+    # the training stack, and the wall seconds of the runs it trained
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     write_json_atomic(marker, {"job": args.job, "stage": args.stage, "profile": profile.name,
-                               "profile_hash": profile.hash, "runs": done})
+                               "profile_hash": profile.hash, "runs": done,
+                               "process": {"cpu_s": usage.ru_utime + usage.ru_stime, "import_s": import_s,
+                                           "trained": trained, "runs_wall_s": runs_wall}})
     print(f"job {args.job}: {len(specs)} runs, {trained} trained, {len(specs) - trained} already complete, "
           f"{time.perf_counter() - t0:.1f} s")
     return 0

@@ -2,7 +2,8 @@
 
 Per study and stage: runs complete / missing / diverged, read from the run directories
 (summary.json), and an estimate of the time left from the completed runs' wall times
-(mean wall time of the study's complete runs x its missing runs, divided by --cores).
+(mean wall time of the study's complete runs x its missing runs, divided by --cores; for a stage
+with no complete run yet, its training steps x the study's wall seconds per step in the other stage).
 Useful while the pipeline or a cluster works through a profile; reads only, writes nothing.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ def rows(prof: grid.Profile, results: str) -> list[dict]:
     stages = [("tune", grid.tune_specs(prof))]
     stages.append(("final", grid.final_specs(prof, selected or {})))
     out = []
+    per_step: dict[str, list] = {}   # study -> wall seconds per training step of its complete runs
     for stage, specs in stages:
         by_study: dict[str, list] = {}
         for s in specs:
@@ -34,9 +36,17 @@ def rows(prof: grid.Profile, results: str) -> list[dict]:
                     done += 1
                     diverged += summ.get("status") == "diverged"
                     walls.append(float(summ.get("wall_s") or 0.0))
+                    per_step.setdefault(study, []).append(walls[-1] / max(1, s.cfg.steps))
             out.append({"study": study, "stage": stage, "runs": len(ss), "complete": done, "missing": len(ss) - done,
                         "diverged": diverged, "mean_wall_s": sum(walls) / len(walls) if walls else None,
-                        "waiting_for_lr": waiting})
+                        "waiting_for_lr": waiting, "steps_missing": sum(s.cfg.steps for s in ss) * (not walls)})
+    for r in out:
+        # a stage with no complete run yet: its steps x the study's seconds per step in the other stage
+        if r["mean_wall_s"] is None and r["missing"] and per_step.get(r["study"]):
+            sps = per_step[r["study"]]
+            r["estimate_s"], r["from_other_stage"] = sum(sps) / len(sps) * r["steps_missing"], True
+        elif r["mean_wall_s"] is not None:
+            r["estimate_s"], r["from_other_stage"] = r["mean_wall_s"] * r["missing"], False
     return out
 
 
@@ -48,12 +58,12 @@ def main(args) -> int:
     for r in table:
         if r["missing"] == 0:
             left = "done"
-        elif r["mean_wall_s"] is None:
+        elif "estimate_s" not in r:
             left, unknown = "?", True
         else:
-            secs = r["mean_wall_s"] * r["missing"] / max(1, args.cores)
+            secs = r["estimate_s"] / max(1, args.cores)
             total_left += secs
-            left = f"~{secs / 60:.1f} min"
+            left = f"~{secs / 60:.1f} min" + (" (per step as in tuning)" if r["from_other_stage"] else "")
         note = " (lr not selected yet: run ids are provisional)" if r["waiting_for_lr"] else ""
         print(f"{r['study']:<18} {r['stage']:<6} {r['complete']:>4}/{r['runs']:<4} {r['missing']:>8} "
               f"{r['diverged']:>9}  {left}{note}")

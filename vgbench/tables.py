@@ -227,6 +227,22 @@ def _macro(name: str) -> str:
     return "".join(ch for ch in name.title() if ch.isalpha())
 
 
+def cost(runs: pd.DataFrame, jobs: pd.DataFrame) -> dict:
+    """Where the training jobs' CPU time went: the runs' own wall time vs their processes' CPU time
+    (imports, setup between runs), and within runs the training loop vs the rest."""
+    out = {}
+    ok = jobs.dropna(subset=["cpu_s"]) if len(jobs) else jobs
+    if len(ok) and float(ok["cpu_s"].sum()) > 0:
+        cpu = float(ok["cpu_s"].sum())
+        out["JobCoreHours"] = num(cpu / 3600, 2)
+        out["TrainingShare"] = num(100 * float(ok["runs_wall_s"].sum()) / cpu, 0)
+        out["ImportShare"] = num(100 * float(ok["import_s"].sum()) / cpu, 0)
+        out["NumJobs"] = str(len(ok))
+    if {"train_s", "wall_s"} <= set(runs) and float(runs["wall_s"].sum()) > 0:
+        out["FitShare"] = num(100 * float(runs["train_s"].sum()) / float(runs["wall_s"].sum()), 0)
+    return out
+
+
 def numbers(f, prof) -> str:
     from vgbench.provenance import git_commit, versions
     runs, c, cl = f["runs"], f["conditions"], f["claims"]
@@ -241,6 +257,7 @@ def numbers(f, prof) -> str:
         "Versions": esc(", ".join(f"{k} {v}" for k, v in versions().items())),
         "ComputeHours": num(float(runs["wall_s"].sum()) / 3600, 2) if "wall_s" in runs else "--",
     }
+    vals.update(cost(runs, f["jobs"]))
     for v in ("supported", "not supported", "inconclusive"):
         vals[f"NumClaims{_macro(v)}"] = str(int((cl["verdict"] == v).sum())) if len(cl) else "0"
     if len(c):

@@ -363,7 +363,8 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
         "pretrain": pre,
         "baseline": {"value": task.baseline, "metric": task.baseline_metric},
         "wall_s": time.perf_counter() - t0,
-        "train_s": train_s,
+        "train_s": train_s,                # the training loop (Trainer built and fitted)
+        "setup_s": t_fit - t0,             # run directory, data, model, pretraining, W&B init
         "device": str(device),
     }
     wb.finish(metrics, summary)

@@ -8,6 +8,7 @@ rule aggregate:
     output:
         runs=AGGREGATES[0],
         curves=AGGREGATES[1],
+        jobs=AGGREGATES[2],
     conda:
         ENV
     log:
