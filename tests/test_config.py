@@ -14,7 +14,7 @@ BAD = [
     ({"lr": "fast"}, "lr", "number"),
     ({"activation": "swish"}, "activation", "sigmoid"),
     ({"init": "glorot"}, "init", "xavier"),
-    ({"model": "transformer"}, "model", "mlp"),
+    ({"model": "mamba"}, "model", "transformer"),
     ({"task": "cifar"}, "task", "mnist1d"),
     ({"norm": "group"}, "norm", "layer"),
     ({"optimizer": "rmsprop"}, "optimizer", "adam"),

@@ -25,6 +25,11 @@ def synthetic_frames(n_seeds: int = 2):
     specs += [("rnn_tasks", v, {"task": t, "task_args.seq_len": T}, {"task": t, "task_args.seq_len": T, "depth": 1})
               for v in ("rnn", "lstm") for t in ("adding", "temporal_order") for T in (5, 10)]
     specs += [("explosion", v, {}, {"depth": 3}) for v in ("high_lr", "high_lr_clip")]
+    specs += [("tanh_criticality", "base", {"weight_var": w, "depth": d},
+               {"depth": d, "activation": "tanh", "init": "gaussian", "weight_var": w, "bias_var": 0.05})
+              for w in (1.0, 1.76, 4.0) for d in (2, 6)]
+    specs += [("dyn_isometry", v, {"depth": d}, {"depth": d, "activation": "tanh", "init": v})
+              for v in ("gaussian", "orthogonal") for d in (2, 6)]
     for study, variant, labels, cfg in specs:
         for seed in range(n_seeds):
             rid = f"{study}-{variant}-{json.dumps(labels, sort_keys=True)}-{seed}"
@@ -34,6 +39,7 @@ def synthetic_frames(n_seeds: int = 2):
                          "task": cfg.get("task", "mnist1d"), "sigmoid_grad_c": 0.0, "width": 8, "lr": 0.1,
                          "activation": cfg.get("activation", "relu"), "init": cfg.get("init", "he"),
                          "depth": cfg["depth"], "task_args.seq_len": cfg.get("task_args.seq_len"),
+                         "weight_var": cfg.get("weight_var", 1.0), "bias_var": cfg.get("bias_var", 0.0),
                          "status": "diverged" if variant == "high_lr" and seed else "ok",
                          "baseline_metric": "acc" if acc_task else "loss", "baseline_value": 0.1 if acc_task else 1 / 6,
                          "final.test/acc": rng.uniform(0.1, 0.9) if acc_task else np.nan,
@@ -51,6 +57,11 @@ def synthetic_frames(n_seeds: int = 2):
                 for t in range(T):
                     curves.append((rid, "hidden_t", step, t, "layer0", 0.9 ** (T - t) * (1 + 0.1 * seed)))
                 curves.append((rid, "metric", step, -1, "train/loss", 2.0 / (1 + step) + 0.1 * seed))
+            if study == "dyn_isometry":   # singular values: spread growing with depth for gaussian only
+                for e in range(2):
+                    for k in range(4):
+                        spread = 0.1 if variant == "orthogonal" else 0.2 * cfg["depth"]
+                        curves.append((rid, "jacobian_sv", 0, k, f"example{e}", 10.0 ** (spread * (k - 1.5))))
     runs = pd.DataFrame(rows)
     tune = runs[runs["study"] == "mlp_mitigations"].assign(stage="tune", lr=lambda d: np.where(d.seed, 0.1, 1.0))
     runs = pd.concat([runs, tune], ignore_index=True)

@@ -124,3 +124,85 @@ def test_cells_without_a_fused_kernel_keep_the_loop(extra):
     cfg = load({"task": "adding", "model": "rnn", "depth": 1, "width": 4, "batch_size": 8, **extra,
                 "task_args": {"seq_len": 5, "n_train": 8, "n_val": 8, "n_test": 8}})
     assert build_model(cfg, load_task(cfg)).seq_kernel is None
+
+
+def _transformer(**kw):
+    from vgbench.config import load
+    from vgbench.data import load_task
+    from vgbench.models import build_model
+    cfg = load({"model": "transformer", "task": "adding", "depth": 3, "width": 16, "heads": 2, "batch_size": 10,
+                "task_args": {"seq_len": 12, "n_train": 20, "n_val": 10, "n_test": 10}, **kw})
+    t = load_task(cfg)
+    return cfg, t, build_model(cfg, t)
+
+
+def test_transformer_pre_and_post_layer_norm_placement():
+    """post-LN (Vaswani): every block's output is layer-normed, so each position has mean 0 and std 1
+    at init; pre-LN (Xiong et al.): the residual stream is not normalised, a final LN precedes the head."""
+    import torch
+    _, t, post = _transformer(norm_position="post")
+    _, _, pre = _transformer(norm_position="pre")
+    x = t.x["train"][:10]
+    for net, normalised in ((post, True), (pre, False)):
+        net(x, capture=True)
+        for h in net.captured["h_seq"]:
+            mean, std = h.mean(-1), h.std(-1, unbiased=False)
+            is_ln = bool(torch.allclose(mean, torch.zeros_like(mean), atol=1e-5)
+                         and torch.allclose(std, torch.ones_like(std), atol=1e-3))
+            assert is_ln == normalised
+    assert isinstance(pre.ln_out, torch.nn.LayerNorm) and isinstance(post.ln_out, torch.nn.Identity)
+
+
+def test_transformer_rezero_starts_as_identity_and_alpha_learns():
+    import torch
+    from vgbench.models import task_loss
+    cfg, t, net = _transformer(residual_branch="rezero")
+    assert cfg.norm == "none" and len(net.alphas) == 3
+    x, y = t.x["train"][:10], t.y["train"][:10]
+    out0 = net(x).detach()
+    with torch.no_grad():
+        net.ff1[1].weight.mul_(3.0)
+        net.attn[2].in_proj_weight.mul_(3.0)
+    assert torch.equal(net(x).detach(), out0)
+    task_loss(net(x), y, t.loss).backward()
+    assert all(float(a.grad.abs()) > 0 for a in net.alphas)
+
+
+def test_transformer_per_position_gradients_match_autograd():
+    """hidden_t of a transformer = ||dL/dh_{l,t}|| over batch and width, read from autograd by hand."""
+    import torch
+    from vgbench.instruments import Recorder
+    from vgbench.models import task_loss
+    cfg, t, net = _transformer()
+    rec = Recorder(net, [0], cfg.activation, cfg.recurrent)
+    x, y = t.x["train"][:10], t.y["train"][:10]
+    out = net(x, capture=True)
+    task_loss(out, y, t.loss).backward()
+    want = torch.stack([h.grad.pow(2).sum((0, 2)).sqrt() for h in net.captured["h_seq"]])
+    rec.record(0, net)
+    f = rec.frame()
+    got = f[f.kind == "hidden_t"].pivot(index="name", columns="index", values="value").sort_index()
+    assert torch.allclose(torch.tensor(got.to_numpy(), dtype=torch.float32), want, rtol=1e-5)
+    assert len(f[f.kind == "weight_grad"]) == 4 * 3 + 1 and len(f[f.kind == "dead"]) == 3
+
+
+def test_warmup_scales_the_first_updates(tmp_path):
+    """One SGD step with warmup_steps 4 at lr 0.4 is the step at lr 0.1 (= 0.4 x 1/4) without warm-up."""
+    from vgbench.config import load
+    from vgbench.train import run
+    base = {"depth": 2, "width": 8, "steps": 1, "optimizer": "sgd", "activation": "relu"}
+    a = run(load({**base, "lr": 0.4, "warmup_steps": 4}), tmp_path / "a")
+    b = run(load({**base, "lr": 0.1}), tmp_path / "b")
+    c = run(load({**base, "lr": 0.4}), tmp_path / "c")
+    assert a["final"]["test/loss"] == b["final"]["test/loss"] != c["final"]["test/loss"]
+
+
+def test_transformer_config_errors():
+    import pytest
+    from vgbench.config import ConfigError, load
+    seq = {"task": "adding", "model": "transformer"}
+    for bad, msg in (({**seq, "width": 30, "heads": 4}, "multiple of heads"), ({**seq, "norm": "batch"}, "batch"),
+                     ({**seq, "residual_branch": "fixup"}, "fixup"), ({"model": "transformer"}, "sequence task"),
+                     ({"norm_position": "post"}, "transformer"), ({**seq, "norm_position": "mid"}, "norm_position")):
+        with pytest.raises(ConfigError, match=msg):
+            load(bad)

@@ -119,6 +119,9 @@ ALTERNATIVES = {
     "weight_var": (1.76, {"init": "gaussian"}), "bias_var": (0.05, {"init": "gaussian"}),
     "residual_branch": ("rezero", {"residual": True}),
     "forget_bias": (1.0, {"task": "adding", "model": "lstm", "task_args": {"seq_len": 10}}),
+    "jacobian_inputs": (3, {}), "warmup_steps": (5, {}),
+    "norm_position": ("post", {"task": "adding", "model": "transformer", "task_args": {"seq_len": 10}}),
+    "heads": (2, {"task": "adding", "model": "transformer", "task_args": {"seq_len": 10}}),
 }
 
 
@@ -158,3 +161,39 @@ def test_gaussian_init_has_the_requested_variances():
     from vgbench.config import ConfigError
     with pytest.raises(ConfigError, match="init 'gaussian'"):
         load({"init": "he", "weight_var": 2.0})
+
+
+def test_jacobian_singular_values_match_the_hand_product(tmp_path):
+    """jacobian_sv in gradients.parquet = singular values of D_L W_L ... D_1 W_1 (D_l = diag tanh'(z_l)),
+    built by hand from the model's weights for each recorded input; and the spread outcome is the std of
+    their log10, computed here with numpy."""
+    import numpy as np
+    import pandas as pd
+    import torch
+    from vgbench.claims import jacobian_spread
+    from vgbench.config import load
+    from vgbench.data import load_task
+    from vgbench.models import build_model
+    from vgbench.train import run
+    cfg = load({"depth": 3, "width": 16, "activation": "tanh", "init": "orthogonal", "steps": 0,
+                "jacobian_inputs": 2})
+    run(cfg, tmp_path / "r")
+    g = pd.read_parquet(tmp_path / "r" / "gradients.parquet")
+    sv = g[g.kind == "jacobian_sv"]
+    assert set(sv.step) == {0} and set(sv.name) == {"example0", "example1"}
+    net = build_model(cfg, load_task(cfg))   # the same seed: the same weights
+    x = load_task(cfg).x["train"][:2]
+    for i in range(2):
+        h = x[i].flatten().double()
+        J = torch.eye(h.numel(), dtype=torch.float64)
+        for l in range(3):
+            W, b = net.ops[l].weight.double().detach(), net.ops[l].bias.double().detach()
+            z = W @ h + b
+            J = torch.diag(1 - torch.tanh(z) ** 2) @ W @ J
+            h = torch.tanh(z)
+        want = np.linalg.svd(J.numpy(), compute_uv=False)
+        got = sv[sv.name == f"example{i}"].sort_values("index")["value"].to_numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    curves = sv.assign(run_id="r")
+    spread = np.mean([np.std(np.log10(sv[sv.name == n]["value"].to_numpy())) for n in ("example0", "example1")])
+    assert float(jacobian_spread(curves)["r"]) == pytest.approx(spread)

@@ -4,6 +4,8 @@
 100, one thread, from the same in-memory batches; the bare loop uses vgbench's model.
 --model rnn|lstm|gru: the adding task at T = --seq-len (100), width 32, Adam, batch 100; the
 bare loop is a plain torch `nn.RNN`/`nn.LSTM`/`nn.GRU` + linear head, what a user would write.
+--model transformer: a 4-block pre-LN encoder, d_model 64, on the same task; the bare loop trains
+vgbench's own module.
 The bare loop has no instruments, no validation and no Lightning; the instrumented run is
 `vgbench.train.run` (Lightning, gradient measurements on the log-spaced schedule, divergence
 checks, periodic validation), timed over its training loop only. The last line is the ratio.
@@ -75,10 +77,18 @@ def main(args) -> int:
     torch.set_num_threads(1)
     model = getattr(args, "model", "mlp")
     if model == "mlp":
-        cfg = load({"task": "mnist1d", "model": "mlp", "depth": args.depth, "width": args.width or 128,
+        cfg = load({"task": "mnist1d", "model": "mlp", "depth": args.depth or 20, "width": args.width or 128,
                     "activation": "sigmoid", "optimizer": "sgd", "lr": 0.1, "steps": args.steps,
                     "batch_size": 100})
         what, bare_fn = f"{cfg.depth}x{cfg.width} sigmoid MLP, mnist1d", bare_loop
+    elif model == "transformer":
+        # the bare loop trains the same module (the "bare training loop of the same module")
+        cfg = load({"task": "adding", "model": model, "depth": args.depth or 4,
+                    "width": args.width or 64, "heads": 4, "optimizer": "adam", "lr": 0.001, "steps": args.steps,
+                    "batch_size": 100,
+                    "task_args": {"seq_len": args.seq_len, "n_train": 4000, "n_val": 500, "n_test": 500}})
+        what, bare_fn = f"pre-LN transformer, {cfg.depth} blocks, d_model {cfg.width}, adding T = {args.seq_len}", \
+            bare_loop
     else:
         cfg = load({"task": "adding", "model": model, "depth": 1, "width": args.width or 32,
                     "optimizer": "adam", "lr": 0.003, "steps": args.steps, "batch_size": 100,

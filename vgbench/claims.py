@@ -44,6 +44,8 @@ OUTCOMES = {
     "dead_fraction": "fraction of units <= 0 on a whole batch at the last measurement, mean over layers",
     "saturation": "fraction of saturated units at the last measurement, mean over layers",
     "diverged": "1 if the run diverged (NaN/inf loss or gradient), else 0",
+    "jacobian_spread": "standard deviation of log10 singular values of the input-output Jacobian at "
+                       "initialisation, mean over the recorded inputs (needs jacobian_inputs > 0)",
     "score_auc": "mean test score over the values of the `along` axis (area under score vs axis, per seed)",
     "trainable": "largest value of the `along` axis at which the score beats the trivial predictor by "
                  "`threshold` (per seed; the smallest value minus one step if none does)",
@@ -227,7 +229,22 @@ def per_run(o: pd.DataFrame, curves: pd.DataFrame | None, outcome: str) -> pd.Se
     if outcome in ("dead_fraction", "saturation"):
         kind = "dead" if outcome == "dead_fraction" else "saturation"
         return o["run_id"].map(_last_mean(curves, kind)).astype(float)
+    if outcome == "jacobian_spread":
+        return o["run_id"].map(jacobian_spread(curves)).astype(float)
     raise ValueError(outcome)  # pragma: no cover - validate() rejects unknown outcomes
+
+
+def jacobian_spread(curves: pd.DataFrame | None) -> pd.Series:
+    """run_id -> std of log10 Jacobian singular values per input example, mean over examples."""
+    import numpy as np
+    import pandas as pd
+    if curves is None or curves.empty:
+        return pd.Series(dtype=float)
+    d = curves[curves["kind"] == "jacobian_sv"]
+    if d.empty:
+        return pd.Series(dtype=float)
+    d = d.assign(lg=np.log10(d["value"].astype(float).clip(lower=1e-30)))
+    return d.groupby(["run_id", "name"], observed=True)["lg"].std(ddof=0).groupby("run_id", observed=True).mean()
 
 
 def samples(o: pd.DataFrame, curves, claim: Claim, sel: dict) -> pd.Series:

@@ -130,9 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
     b.add_argument("--steps", type=int, default=2000)
-    b.add_argument("--depth", type=int, default=20)
-    b.add_argument("--width", type=int, default=None, help="default: 128 (mlp), 32 (recurrent)")
-    b.add_argument("--model", choices=("mlp", "rnn", "lstm", "gru"), default="mlp")
+    b.add_argument("--depth", type=int, default=None, help="default: 20 (mlp), 4 blocks (transformer)")
+    b.add_argument("--width", type=int, default=None, help="default: 128 (mlp), 32 (recurrent), 64 (transformer)")
+    b.add_argument("--model", choices=("mlp", "rnn", "lstm", "gru", "transformer"), default="mlp")
     b.add_argument("--seq-len", type=int, default=100, help="T of the adding task (recurrent models)")
     b.add_argument("--repeats", type=int, default=1, help="alternate bare/instrumented this many times")
     b.set_defaults(func=_bench)

@@ -20,7 +20,8 @@ import yaml
 
 TASKS = ("mnist1d", "digits", "adding", "copy", "temporal_order", "mnist1d_seq", "digits_seq")
 SEQUENCE_TASKS = ("adding", "copy", "temporal_order", "mnist1d_seq", "digits_seq")
-MODELS = ("mlp", "cnn", "resnet", "rnn", "lstm", "gru")
+MODELS = ("mlp", "cnn", "resnet", "rnn", "lstm", "gru", "transformer")
+SEQUENCE_MODELS = ("rnn", "lstm", "gru", "transformer")
 RECURRENT = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "softsign")
 INITS = ("default", "normal", "lecun", "xavier", "he", "orthogonal", "identity", "gaussian", "lsuv")
@@ -85,6 +86,10 @@ class RunConfig:
     data_seed: int = 0
     eval_every: int = 0             # 0: steps // 10 (at least 1)
     record_points: int = 16         # log-spaced gradient measurements after step 0
+    jacobian_inputs: int = 0        # mlp: singular values of d h_L / d x at init on this many inputs (0: off)
+    norm_position: str = "pre"      # transformer: layer norm before each sublayer (pre) or after the residual add (post)
+    heads: int = 4                  # transformer: attention heads (width = d_model must be a multiple)
+    warmup_steps: int = 0           # linear learning-rate warm-up over this many steps (0: none)
     preset: str | None = None
 
     def to_dict(self) -> dict:
@@ -112,18 +117,21 @@ class RunConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 # fields added to the vocabulary after results existed, with their defaults (see identity())
-LATE_FIELDS = {"weight_var": 1.0, "bias_var": 0.0, "residual_branch": "plain", "forget_bias": 0.0}
+LATE_FIELDS = {"weight_var": 1.0, "bias_var": 0.0, "residual_branch": "plain", "forget_bias": 0.0,
+               "jacobian_inputs": 0, "norm_position": "pre", "heads": 4, "warmup_steps": 0}
 RESIDUAL_BRANCHES = ("plain", "rezero", "fixup")
 CHOICES = {"task": TASKS, "model": MODELS, "activation": ACTIVATIONS, "init": INITS,
            "norm": NORMS, "optimizer": OPTIMIZERS, "pretrain": PRETRAINS,
-           "preset": tuple(PRESETS), "residual_branch": RESIDUAL_BRANCHES}
+           "preset": tuple(PRESETS), "residual_branch": RESIDUAL_BRANCHES,
+           "norm_position": ("pre", "post")}
 # (lower bound, inclusive?) for numeric keys
 BOUNDS = {"depth": (1, True), "width": (1, True), "lr": (0, False), "momentum": (0, True),
           "weight_decay": (0, True), "clip_norm": (0, False), "sigmoid_grad_c": (0, True),
           "pretrain_steps": (1, True), "aux_loss_weight": (0, True), "aux_every": (0, True),
           "steps": (0, True), "batch_size": (1, True), "seed": (0, True),
           "data_seed": (0, True), "eval_every": (0, True), "record_points": (1, True),
-          "leaky_relu_slope": (0, True), "weight_var": (0, False), "bias_var": (0, True)}
+          "leaky_relu_slope": (0, True), "weight_var": (0, False), "bias_var": (0, True),
+          "jacobian_inputs": (0, True), "heads": (1, True), "warmup_steps": (0, True)}
 INT_KEYS = {n for n, f in FIELDS.items() if f.type in ("int",)}
 FLOAT_KEYS = {n for n, f in FIELDS.items() if f.type in ("float", "float | None")}
 
@@ -216,22 +224,34 @@ def _resolve(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"task_args.seq_len must be >= 2 for adding, got {task_args['seq_len']}")
 
     recurrent = model in RECURRENT
-    if recurrent and task not in SEQUENCE_TASKS:
+    sequence = model in SEQUENCE_MODELS
+    if sequence and task not in SEQUENCE_TASKS:
         alt = {"mnist1d": " (use task: mnist1d_seq)", "digits": " (use task: digits_seq)"}.get(task, "")
         raise ConfigError(f"model '{model}' needs a sequence task, got task '{task}'{alt}; "
                           f"sequence tasks: {', '.join(SEQUENCE_TASKS)}")
-    if not recurrent and task in SEQUENCE_TASKS:
+    if not sequence and task in SEQUENCE_TASKS:
         raise ConfigError(f"task '{task}' is a sequence task; model must be one of "
-                          f"{', '.join(RECURRENT)}, got '{model}'")
+                          f"{', '.join(SEQUENCE_MODELS)}, got '{model}'")
+    if model == "transformer":
+        if cfg.width % cfg.heads:
+            raise ConfigError(f"width (d_model) {cfg.width} must be a multiple of heads {cfg.heads}")
+        if cfg.norm == "batch":
+            raise ConfigError("norm 'batch' is not available for model 'transformer': it has layer norm, placed "
+                              "by norm_position (none with residual_branch: rezero)")
+    else:
+        if cfg.norm_position != "pre" or cfg.heads != 4:
+            raise ConfigError(f"norm_position and heads configure model 'transformer'; got model '{model}'")
 
-    activation = cfg.activation or ("tanh" if recurrent else "sigmoid")
+    activation = cfg.activation or ("tanh" if recurrent else "relu" if model == "transformer" else "sigmoid")
     if model in ("lstm", "gru") and activation != "tanh":
         raise ConfigError(f"activation '{activation}' is not available for model '{model}': "
                           "its gates are sigmoid and its cell nonlinearity is tanh; allowed: tanh")
 
     residual = cfg.residual
     if residual is None:
-        residual = model == "resnet"
+        residual = model in ("resnet", "transformer")
+    if model == "transformer" and not residual:
+        raise ConfigError("residual: false is not available for model 'transformer' (its blocks are residual)")
     if model == "resnet" and not residual:
         raise ConfigError("residual: false contradicts model 'resnet' (use model: cnn for the plain stack)")
     if model == "cnn" and residual:
@@ -249,12 +269,16 @@ def _resolve(cfg: RunConfig) -> RunConfig:
     if cfg.residual_branch != "plain" and not residual:
         raise ConfigError(f"residual_branch '{cfg.residual_branch}' scales residual branches; it needs "
                           "residual: true (model mlp or resnet)")
+    if cfg.residual_branch == "fixup" and model == "transformer":
+        raise ConfigError("residual_branch 'fixup' is defined for MLPs and ResNets; for a transformer use plain or rezero")
     if cfg.residual_branch == "fixup" and cfg.norm != "none":
         raise ConfigError(f"residual_branch 'fixup' replaces normalisation layers; it needs norm: none, "
                           f"got norm '{cfg.norm}'")
     if cfg.init == "lsuv" and recurrent:
         raise ConfigError(f"init 'lsuv' rescales feed-forward layers to unit output variance; it is available "
                           f"for mlp, cnn, resnet, got model '{model}'")
+    if cfg.jacobian_inputs > 0 and model != "mlp":
+        raise ConfigError(f"jacobian_inputs records the input-output Jacobian of an MLP; got model '{model}'")
     if cfg.forget_bias != 0.0 and model != "lstm":
         raise ConfigError(f"forget_bias sets an LSTM's forget-gate bias; got model '{model}'")
     if cfg.init != "gaussian" and (cfg.weight_var != 1.0 or cfg.bias_var != 0.0):
@@ -267,7 +291,7 @@ def _resolve(cfg: RunConfig) -> RunConfig:
                if recurrent else "it is implemented for fully connected layers")
         raise ConfigError(f"pretrain 'greedy_ae' is only available for model 'mlp' ({why}); "
                           f"got model '{model}'")
-    if cfg.aux_loss_weight > 0 and recurrent:
+    if cfg.aux_loss_weight > 0 and sequence:
         raise ConfigError(f"aux_loss_weight > 0 (auxiliary heads on hidden layers) is available "
                           f"for mlp, cnn, resnet; got model '{model}'")
     if cfg.aux_loss_weight > 0 and cfg.depth < 2:
@@ -283,7 +307,10 @@ def _resolve(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"batch_size {cfg.batch_size} is larger than the training set of task '{task}' "
                           f"({n_train} examples with these task_args); use batch_size <= {n_train}")
     eval_every = cfg.eval_every or max(1, cfg.steps // 10)
-    out = dataclasses.replace(cfg, task_args=task_args, activation=activation,
+    norm = cfg.norm
+    if model == "transformer":   # layer norm, except ReZero's transformer, which replaces it (Bachlechner et al.)
+        norm = "none" if cfg.residual_branch == "rezero" else "layer"
+    out = dataclasses.replace(cfg, task_args=task_args, activation=activation, norm=norm,
                               residual=residual, aux_every=aux_every, eval_every=eval_every)
     need, limit = estimate_bytes(out), memory_limit_bytes()
     if need > limit:
@@ -325,6 +352,9 @@ def estimate_bytes(cfg: RunConfig) -> int:
     if cfg.model in RECURRENT:
         params = D * 4 * (W * W + W * max(W, feat) + 2 * W)
         acts = B * T * W * D * 12            # gates, cell and hidden states per step, and their grads
+    elif cfg.model == "transformer":
+        params = D * 12 * W * W + T * W
+        acts = B * T * D * (W * 24 + cfg.heads * T * 3)   # sublayer activations, attention maps, grads
     elif cfg.model == "mlp":
         params = feat * W + D * (W * W + W)
         acts = B * W * D * 8

@@ -7,6 +7,8 @@ capture=True and, after backward, calls `Recorder.record(step, model)`, which re
   hidden_t     ||dL/dh_t||       per layer (name) and time step (index), recurrent models
   saturation   fraction of activation values near an asymptote (sigmoid/tanh/softsign)
   dead         fraction of units whose activation is <= 0 on the whole batch (ReLU family)
+  jacobian_sv  singular values of d h_L / d x (last hidden layer w.r.t. the input), per input
+               example (name) and rank (index), at step 0, when the config asks (jacobian_inputs)
 with one `torch._foreach_norm` per kind. `frame()` turns the buffers into the long table
 of the run-directory contract: step, kind, index, name, value.
 """
@@ -35,6 +37,7 @@ class Recorder:
         self.params = [p for _, p in model.weights()]
         self.activation = activation
         self.recurrent = recurrent
+        self.units_last = getattr(model, "UNITS_LAST", False)
         self.n = len(self.steps)
         self.filled = torch.zeros(self.n, dtype=torch.bool)
         self.buf: dict[str, torch.Tensor] = {"weight_grad": torch.full((self.n, len(self.params)), float("nan"))}
@@ -59,6 +62,9 @@ class Recorder:
         else:
             hs = [h.grad if h.grad is not None else torch.zeros_like(h) for h in cap["h"]]
             sig = torch.stack(torch._foreach_norm(hs)).cpu()
+            if "h_seq" in cap:   # a transformer: ||dL/dh_{l,t}|| per block (name) and position (index)
+                g = torch.stack([h.grad if h.grad is not None else torch.zeros_like(h) for h in cap["h_seq"]])
+                self._buf("hidden_t", g.shape[::2])[i] = g.pow(2).sum((1, 3)).sqrt().cpu()
         self._buf("signal", sig.shape)[i] = sig
         acts = cap["act"]
         if self.activation in SATURATING:
@@ -71,10 +77,14 @@ class Recorder:
         self.filled[i] = True
         model.captured = {}
 
+    def record_jacobian(self, step: int, svs: torch.Tensor) -> None:
+        """Singular values (examples x k, descending) of the input-output Jacobian at a step."""
+        self.jac = (step, svs.detach().cpu())
+
     def _units(self, a: torch.Tensor) -> torch.Tensor:
         """Activations as (observations, units): a unit is a neuron, a conv channel, or a
         recurrent hidden unit across all time steps."""
-        if self.recurrent:
+        if self.units_last:
             return a.reshape(-1, a.shape[-1])
         if a.dim() > 2:
             return a.transpose(0, 1).reshape(a.shape[1], -1).T
@@ -105,6 +115,27 @@ class Recorder:
             s, k = np.meshgrid(st, np.arange(K), indexing="ij")
             rows.append(pd.DataFrame({"step": s.ravel(), "kind": kind, "index": k.ravel(),
                                       "name": np.asarray(names)[k.ravel()], "value": b.ravel()}))
+        if getattr(self, "jac", None) is not None:
+            step, sv = self.jac
+            e, k = np.meshgrid(np.arange(sv.shape[0]), np.arange(sv.shape[1]), indexing="ij")
+            rows.append(pd.DataFrame({"step": step, "kind": "jacobian_sv", "index": k.ravel(),
+                                      "name": np.char.add("example", e.ravel().astype(str)),
+                                      "value": sv.numpy().ravel().astype("float64")}))
         df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
             columns=["step", "kind", "index", "name", "value"])
         return df.astype({"step": "int64", "index": "int64", "value": "float64"})
+
+
+def jacobian_singular_values(net, x: torch.Tensor) -> torch.Tensor:
+    """Singular values of the input-output Jacobian d h_L / d x of a feed-forward net (h_L: the last
+    hidden layer, before the head), one row per example of x, descending; in eval mode, so batch
+    norm uses its running statistics and one example is a valid batch."""
+    was = net.training
+    net.eval()
+    depth = net.cfg.depth
+    out = []
+    for xi in x:
+        jac = torch.func.jacrev(lambda v: net(v[None], upto=depth)[0])(xi)   # (width, *input shape)
+        out.append(torch.linalg.svdvals(jac.reshape(jac.shape[0], -1)))
+    net.train(was)
+    return torch.stack(out).detach()

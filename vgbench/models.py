@@ -260,6 +260,7 @@ class Recurrent(nn.Module):
     """
 
     GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+    UNITS_LAST = True   # activations are (batch, time, unit)
 
     def __init__(self, cfg: RunConfig, task: Task):
         super().__init__()
@@ -407,6 +408,88 @@ class Recurrent(nn.Module):
         return out
 
 
+class Transformer(nn.Module):
+    """A small encoder for the sequence tasks: input projection plus a learned position embedding,
+    `depth` blocks of multi-head self-attention and a feed-forward sublayer (4 x width, the
+    configured activation), and a linear head on every position (per-step tasks) or the last.
+
+    norm_position pre (Xiong et al. 2020): h = h + F(LN(h)), with a final LN before the head;
+    post (Vaswani et al. 2017): h = LN(h + F(h)). residual_branch rezero (Bachlechner et al. 2020):
+    h = h + alpha F(h), alpha = 0 at init, no layer norm. Instrumented like the other models: the
+    weights are each block's attention input and output projections and its two feed-forward
+    layers, then the head; capture keeps every block's output (B, T, W) for ||dL/dh_l|| per block
+    and per position, and the feed-forward activations for the dead / saturated fractions."""
+
+    UNITS_LAST = True   # activations are (batch, position, unit)
+
+    def __init__(self, cfg: RunConfig, task: Task):
+        super().__init__()
+        self.cfg = cfg
+        self.per_step = task.loss == "xent_seq"
+        W, D = cfg.width, cfg.depth
+        T, feat = task.sample_shape
+        self.inp = nn.Linear(feat, W)
+        self.pos = nn.Parameter(torch.randn(T, W) * 0.02)
+        self.attn = nn.ModuleList(nn.MultiheadAttention(W, cfg.heads, batch_first=True) for _ in range(D))
+        self.ff1 = nn.ModuleList(nn.Linear(W, 4 * W) for _ in range(D))
+        self.ff2 = nn.ModuleList(nn.Linear(4 * W, W) for _ in range(D))
+        self.acts = nn.ModuleList(make_activation(cfg, 4 * W) for _ in range(D))
+        ln = cfg.norm == "layer"
+        self.ln1 = nn.ModuleList(nn.LayerNorm(W) if ln else nn.Identity() for _ in range(D))
+        self.ln2 = nn.ModuleList(nn.LayerNorm(W) if ln else nn.Identity() for _ in range(D))
+        self.ln_out = nn.LayerNorm(W) if ln and cfg.norm_position == "pre" else nn.Identity()
+        rezero = cfg.residual_branch == "rezero"
+        self.alphas = nn.ParameterList(nn.Parameter(torch.zeros(())) for _ in range(D) if rezero)
+        self.head = nn.Linear(W, task.n_out)
+        if cfg.init != "default":
+            for _, w in self.weights():
+                init_weight(w, cfg.init, cfg.weight_var)
+            for m in [*self.ff1, *self.ff2, self.inp, self.head]:
+                nn.init.zeros_(m.bias)
+        self.captured: dict = {}
+        self.aux_out: list = []
+
+    def weights(self):
+        out = []
+        for l in range(self.cfg.depth):
+            out += [(f"attn.{l}.in_proj_weight", self.attn[l].in_proj_weight),
+                    (f"attn.{l}.out_proj.weight", self.attn[l].out_proj.weight),
+                    (f"ff1.{l}.weight", self.ff1[l].weight), (f"ff2.{l}.weight", self.ff2[l].weight)]
+        return out + [("head.weight", self.head.weight)]
+
+    def _sublayers(self, l, acts):
+        def attend(z):
+            return self.attn[l](z, z, z, need_weights=False)[0]
+
+        def feed(z):
+            a = self.acts[l](self.ff1[l](z))
+            acts.append(a.detach())
+            return self.ff2[l](a)
+        return attend, feed
+
+    def forward(self, x, capture: bool = False):
+        h = self.inp(x) + self.pos[:x.shape[1]]
+        hs, acts = [], []
+        post = self.cfg.norm_position == "post"
+        for l in range(self.cfg.depth):
+            for f, ln in zip(self._sublayers(l, acts), (self.ln1[l], self.ln2[l])):
+                if self.alphas:
+                    h = h + self.alphas[l] * f(h)
+                elif post:
+                    h = ln(h + f(h))
+                else:
+                    h = h + f(ln(h))
+            if capture:
+                h.retain_grad()
+                hs.append(h)
+        z = self.ln_out(h)
+        out = self.head(z if self.per_step else z[:, -1])
+        if capture:
+            out.retain_grad()
+            self.captured = {"h": hs + [out], "h_seq": hs, "act": acts if capture else []}
+        return out
+
+
 @torch.no_grad()
 def lsuv(net: nn.Module, x: torch.Tensor, tol: float = 0.01, max_iter: int = 10) -> None:
     """Layer-sequential unit variance (Mishkin & Matas 2016), after an orthogonal init: for each
@@ -434,6 +517,8 @@ def build_model(cfg: RunConfig, task: Task) -> nn.Module:
     torch.manual_seed(cfg.seed)
     if cfg.recurrent:
         return Recurrent(cfg, task)
+    if cfg.model == "transformer":
+        return Transformer(cfg, task)
     return FeedForward(cfg, task)
 
 

@@ -174,7 +174,11 @@ class VGModule(pl.LightningModule):
             return None
         if clip is not None:
             torch.nn.utils.clip_grads_with_norm_(self._params, clip, norm, foreach=True)
-        self.optimizers().step()
+        opt = self.optimizers()
+        if self.cfg.warmup_steps:   # linear warm-up: lr (s + 1) / warmup_steps until it reaches lr
+            for g in opt.param_groups:
+                g["lr"] = self.cfg.lr * min(1.0, (s + 1) / self.cfg.warmup_steps)
+        opt.step()
         self.loss_buf[s] = loss
         if norm is not None:
             self.gnorm_buf[s] = norm
@@ -310,6 +314,9 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
 
     sched = schedule(cfg.steps, cfg.record_points)
     rec = Recorder(net, sched, cfg.activation, cfg.recurrent)
+    if cfg.jacobian_inputs > 0:
+        from vgbench.instruments import jacobian_singular_values
+        rec.record_jacobian(0, jacobian_singular_values(net, task.x["train"][:cfg.jacobian_inputs]))
     module = VGModule(cfg, task, net, rec)
     module.progress = Progress(progress) if progress is not None and cfg.steps > 0 else None
     wb = _Wandb(cfg, out, out.name, cond, tags)
