@@ -73,6 +73,11 @@ def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame,
         c.insert(3, "variant", spec.variant)
         curves.append(c)
     runs = pd.DataFrame(rows)
+    for col in runs.columns[runs.dtypes == object]:
+        # a field whose values are numbers or words (forget_bias: 1.0 | chrono) is stored as text
+        kinds = {type(v) for v in runs[col].dropna()}
+        if str in kinds and kinds & {int, float}:
+            runs[col] = runs[col].map(lambda v: v if v is None or isinstance(v, str) else repr(v))
     jobs = job_table(profile, results)
     cur = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
         columns=["run_id", "condition_id", "study", "variant", "step", "kind", "index", "name", "value"])
