@@ -144,8 +144,12 @@ def rnn_results(f, prof) -> str:
 def theory_slopes(th) -> pd.DataFrame:
     """One row per activation x init: predicted and measured per-layer decay, and their
     difference (the theory stage repeats the slopes on every layer row)."""
-    g = th.groupby(["activation", "init"])[["slope_predicted", "slope_measured"]].first().reset_index()
-    return g.assign(difference=g["slope_measured"] - g["slope_predicted"])
+    cols = [c for c in ("slope_predicted", "slope_measured", "slope_predicted_examples") if c in th]
+    g = th.groupby(["activation", "init"])[cols].first().reset_index()
+    if "slope_predicted_examples" not in g:
+        g["slope_predicted_examples"] = float("nan")
+    return g.assign(difference=g["slope_measured"] - g["slope_predicted"],
+                    difference_examples=g["slope_measured"] - g["slope_predicted_examples"])
 
 
 def theory_vs_measured(f, prof) -> str:
@@ -153,11 +157,14 @@ def theory_vs_measured(f, prof) -> str:
     rows = []
     if len(t):
         for r in theory_slopes(t).itertuples():
-            rows.append([esc(r.activation), esc(r.init), num(r.slope_predicted, 3), num(r.slope_measured, 3),
-                         num(r.difference, 3)])
-    return tabular("llccc", ["activation", "init", "predicted", "measured", "difference"], rows,
+            rows.append([esc(r.activation), esc(r.init), num(r.slope_predicted, 3),
+                         num(r.slope_predicted_examples, 3), num(r.slope_measured, 3), num(r.difference, 3),
+                         num(r.difference_examples, 3)])
+    return tabular("llccccc", ["activation", "init", "predicted", "per-example", "measured", "difference",
+                               "diff. (per-ex.)"], rows,
                    "Per-layer decay of $\\log_{10}\\|\\partial L/\\partial h_l\\|$ at initialisation (least-squares "
-                   "slope over layers): mean-field prediction vs measurement (mean over seeds).",
+                   "slope over layers): mean-field prediction for one input norm and averaged over the "
+                   "examples' own input norms, vs measurement (mean over seeds).",
                    "tab:theory_vs_measured")
 
 
@@ -220,6 +227,11 @@ def theory_gap(th) -> dict:
             act, init = gap.idxmax()
             vals.update({"TheoryMedianGap": num(gap.median(), 3), "TheoryMaxGap": num(gap.max(), 3),
                          "TheoryWorst": esc(f"{act} with {init} init")})
+            ex = theory_slopes(th).set_index(["activation", "init"])["difference_examples"].abs().dropna()
+            if len(ex):
+                vals.update({"TheoryMedianGapExamples": num(ex.median(), 3),
+                             "TheoryWorstGapExamples": num(float(ex.loc[(act, init)]), 3) if (act, init) in ex
+                             else "--"})
     return vals
 
 

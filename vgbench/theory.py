@@ -129,6 +129,18 @@ def predict(activation: str, init: str, depth: int, width: int, in_dim: int, inp
     return {"q": qs, "chi": chis, "log10_signal": log10}
 
 
+def predict_examples(activation: str, init: str, depth: int, width: int, in_dim: int, input_qs,
+                     c: float = 0.0, points: int = 40) -> np.ndarray:
+    """predict()'s log10 ||dL/dh_l|| profile for a batch whose examples have different input norms:
+    each example's own mean squared input feature q_i gives its own chi_l, the batch's squared error
+    norm at layer l is the sum of the examples' (taking their top-layer errors as equal), so the
+    profile is 0.5 log10 mean_i prod chi. The q_i are summarised by `points` quantiles."""
+    qs = np.quantile(np.asarray(input_qs, dtype=float), (np.arange(points) + 0.5) / points)
+    sq = np.array([2 * predict(activation, init, depth, width, in_dim, float(q), c)["log10_signal"] for q in qs])
+    top = sq.max(0)
+    return 0.5 * (top + np.log10(np.mean(10 ** (sq - top), axis=0)))
+
+
 # --- the phase diagram (Schoenholz et al. 2017): fixed points and depth scales ----------------
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(101)   # probabilists' Hermite: E over N(0, 1)
@@ -188,12 +200,14 @@ def critical_weight_var(activation: str, sb2: float, lo: float = 0.5, hi: float 
     return float(brentq(lambda sw2: chi_1(activation, sw2, sb2) - 1.0, lo, hi, xtol=1e-6))
 
 
-def table(runs, curves, study: str | None):
+def table(runs, curves, study: str | None, input_qs=None):
     """Predicted vs measured per-layer signal for every activation x init of `study`.
 
     Measured: mean over seeds of log10 ||dL/dh_l|| at step 0. Predicted: the mean-field
-    profile anchored at the measured top hidden layer. Also the per-layer decay (slope of
-    log10 signal per layer, least squares) of each.
+    profile anchored at the measured top hidden layer, for one input norm (mean squared input
+    feature 1) and, with input_qs (each example's mean squared input feature), averaged over the
+    examples (predict_examples). Also the per-layer decay (slope of log10 signal per layer, least
+    squares) of each.
     """
     import pandas as pd
 
@@ -201,7 +215,8 @@ def table(runs, curves, study: str | None):
     rows = []
     if fin.empty:
         return pd.DataFrame(columns=["activation", "init", "layer", "measured_log10", "predicted_log10",
-                                     "predicted", "slope_measured", "slope_predicted"])
+                                     "predicted", "slope_measured", "slope_predicted", "predicted_examples_log10",
+                                     "slope_predicted_examples"])
     c = curves[(curves["study"] == study) & (curves["kind"] == "signal") & (curves["step"] == 0)
                & (curves["name"] != "logits")]
     c = c.astype({"run_id": str}).merge(fin[["run_id", "activation", "init", "depth", "width", "sigmoid_grad_c"]],
@@ -217,10 +232,14 @@ def table(runs, curves, study: str | None):
         ok = np.isfinite(meas.to_numpy())
         slope_m = float(np.polyfit(layers[ok], meas.to_numpy()[ok], 1)[0]) if ok.sum() > 1 else math.nan
         slope_p = float(np.polyfit(layers, pred, 1)[0])
+        ex = np.full(depth, math.nan) if input_qs is None else predict_examples(
+            act, init, depth, width, in_dim, input_qs, c=float(g["sigmoid_grad_c"].iloc[0]))
+        slope_e = float(np.polyfit(layers, ex, 1)[0]) if input_qs is not None else math.nan
         for l in layers:
             rows.append({"activation": act, "init": init, "layer": int(l), "measured_log10": float(meas.iloc[l]),
                          "predicted_log10": float(pred[l] + top), "predicted": float(10 ** (pred[l] + top)),
-                         "slope_measured": slope_m, "slope_predicted": slope_p})
+                         "slope_measured": slope_m, "slope_predicted": slope_p,
+                         "predicted_examples_log10": float(ex[l] + top), "slope_predicted_examples": slope_e})
     return pd.DataFrame(rows)
 
 
@@ -233,10 +252,25 @@ def main(args) -> int:
     from vgbench import paths
     from vgbench import grid
     study = grid.load_profile(args.profile).report.get("init_study")
-    t = table(pd.read_parquet(paths.aggregate("runs", res)), pd.read_parquet(paths.aggregate("curves", res)), study)
+    runs = pd.read_parquet(paths.aggregate("runs", res))
+    t = table(runs, pd.read_parquet(paths.aggregate("curves", res)), study, input_qs(runs, study))
     out = paths.stats(paths.THEORY, res)
     out.parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(out, index=False)
     n = t.groupby(["activation", "init"]).ngroups if len(t) else 0
     print(f"theory: mean-field predictions for {n} activation x init pairs -> {out}")
     return 0
+
+
+def input_qs(runs, study: str | None):
+    """Each training example's mean squared input feature, for the task of the study's final runs
+    (None when the study has no runs)."""
+    from vgbench.config import load
+    from vgbench.data import load_task
+    fin = runs[(runs["study"] == study) & (runs["stage"] == "final")] if study else runs.iloc[:0]
+    if fin.empty:
+        return None
+    r = fin.iloc[0]
+    args = {k.split(".", 1)[1]: int(v) for k, v in r.items() if k.startswith("task_args.") and v == v}
+    x = load_task(load({"task": r["task"], "task_args": args, "batch_size": 1})).x["train"]
+    return x.flatten(1).pow(2).mean(1).numpy()
