@@ -69,7 +69,7 @@ def test_no_profile_names_in_the_package():
     are also vocabulary -- config keys and values, profile keys -- are allowed)."""
     from vgbench import config
     vocab = set(config.FIELDS) | {v for c in config.CHOICES.values() for v in c} | set(grid.PROFILE_KEYS) \
-        | set(grid.STUDY_KEYS) | set(claims.CLAIM_KEYS) | {"base", "chrono"}   # chrono: forget_bias's word value
+        | set(grid.STUDY_KEYS) | set(claims.CLAIM_KEYS) | {"base"}
     names = set()
     for prof in (REPO / "configs").glob("*.yaml"):
         for sname, s in (yaml.safe_load(prof.read_text()).get("studies") or {}).items():

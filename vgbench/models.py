@@ -457,13 +457,14 @@ class Transformer(nn.Module):
                     (f"ff1.{l}.weight", self.ff1[l].weight), (f"ff2.{l}.weight", self.ff2[l].weight)]
         return out + [("head.weight", self.head.weight)]
 
-    def _sublayers(self, l, acts):
+    def _sublayers(self, l, acts, capture):
         def attend(z):
             return self.attn[l](z, z, z, need_weights=False)[0]
 
         def feed(z):
             a = self.acts[l](self.ff1[l](z))
-            acts.append(a.detach())
+            if capture:
+                acts.append(a.detach())
             return self.ff2[l](a)
         return attend, feed
 
@@ -472,7 +473,7 @@ class Transformer(nn.Module):
         hs, acts = [], []
         post = self.cfg.norm_position == "post"
         for l in range(self.cfg.depth):
-            for f, ln in zip(self._sublayers(l, acts), (self.ln1[l], self.ln2[l])):
+            for f, ln in zip(self._sublayers(l, acts, capture), (self.ln1[l], self.ln2[l])):
                 if self.alphas:
                     h = h + self.alphas[l] * f(h)
                 elif post:
@@ -486,7 +487,7 @@ class Transformer(nn.Module):
         out = self.head(z if self.per_step else z[:, -1])
         if capture:
             out.retain_grad()
-            self.captured = {"h": hs + [out], "h_seq": hs, "act": acts if capture else []}
+            self.captured = {"h": hs + [out], "h_seq": hs, "act": acts}
         return out
 
 
