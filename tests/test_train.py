@@ -152,3 +152,31 @@ def test_status_estimates_a_stage_without_runs_from_the_other_stage(tmp_path):
     steps = sum(s.cfg.steps for s in grid.final_specs(prof, {}) if s.study == "mlp_mitigations")
     assert fin["complete"] == 0 and fin["from_other_stage"] and fin["estimate_s"] == pytest.approx(2.0 * steps)
     assert "estimate_s" not in r[("explosion", "final")]   # no run of that study anywhere: unknown
+
+
+def test_status_names_the_commits_when_runs_were_trained_by_different_code(tmp_path, capsys):
+    """A run id hashes the config, not the code: results resumed across commits must say so."""
+    from conftest import REPO
+    from vgbench import grid
+    prof = grid.load_profile(REPO / "configs/smoke.yaml")
+    specs = [s for s in grid.final_specs(prof, {}) if s.study == "explosion"][:3]
+    for spec, commit in zip(specs, ["a" * 40, "a" * 40, "b" * 40]):
+        d = paths.run_dir(spec.run_id, tmp_path)
+        d.mkdir(parents=True)
+        (d / paths.SUMMARY).write_text(json.dumps({"status": "ok", "wall_s": 1.0}))
+        (d / "config.json").write_text(json.dumps({"commit": commit, "config": {}, "run_id": spec.run_id}))
+    assert cli.main(["status", str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path)]) == 0
+    assert "aaaaaaaaaa (2), bbbbbbbbbb (1)" in capsys.readouterr().out
+
+
+def test_train_reruns_a_run_directory_from_its_recorded_config(tmp_path):
+    """A run's config.json (with commit, run id, versions around the config) is a valid input."""
+    from vgbench import config
+    cfg = config.load({"model": "mlp", "depth": 3, "width": 8, "steps": 7, "lr": 0.3})
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"commit": "x", "config": cfg.to_dict(), "run_id": "r",
+                                               "config_hash": "h", "versions": {}}))
+    for src in (d, d / "config.json"):
+        again = config.from_file(src, ["seed=3"])
+        assert again.to_dict() == {**cfg.to_dict(), "seed": 3}

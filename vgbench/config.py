@@ -455,8 +455,22 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+RUN_RECORD_KEYS = frozenset({"config", "run_id", "config_hash"})
+
+
+def run_record_config(data: dict) -> dict:
+    """The training config inside a run directory's config.json (which also records commit, run id,
+    versions); any other mapping is returned unchanged."""
+    if RUN_RECORD_KEYS <= set(data) and isinstance(data["config"], dict):
+        return data["config"]
+    return data
+
+
 def from_file(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    base = read_yaml(path) if path else {}
+    """A config from a YAML file, a run directory's config.json, or the run directory itself."""
+    if path and Path(path).is_dir() and (Path(path) / "config.json").is_file():
+        path = Path(path) / "config.json"
+    base = run_record_config(read_yaml(path)) if path else {}
     return load(merge(base, parse_overrides(list(overrides))), where=str(path or "run config"))
 
 

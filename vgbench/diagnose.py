@@ -33,6 +33,8 @@ from vgbench.config import ConfigError
 THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5, "local_high": 2.0,
               "saturated_derivative": 0.05}
 SHIPPED = Path(__file__).resolve().parent / "evidence" / "default_claims.csv"
+# the make-reproduce run those numbers come from (all 1253 runs trained at this one commit)
+SHIPPED_FROM = "default profile, fresh clone run 2026-11-28, commit 477cbf0"
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.PReLU, nn.SELU, nn.ReLU6)
 SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("tanh", lambda a: 1 - a * a)}
@@ -278,8 +280,8 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
                 ev.append({"claim": str(r["claim"]), "verdict": str(r["verdict"]), "effect": float(r["effect"]),
                            "ci": [float(r["ci_low"]), float(r["ci_high"])], "quantity": str(r["quantity"])})
         out.append({"mitigation": what, "why": why, "evidence": ev,
-                    "evidence_source": str(src) if results else f"shipped with vgbench ({SHIPPED.name}, default "
-                                                                "profile, 2026-11-23)"})
+                    "evidence_source": str(src) if results else f"shipped with vgbench ({SHIPPED.name}, "
+                                                                f"{SHIPPED_FROM})"})
     if not vanish and rep.verdict == "healthy" and rep.time_verdict in (None, "healthy"):
         out.append({"mitigation": "none needed", "why": "gradients are within the thresholds", "evidence": [],
                     "evidence_source": None})

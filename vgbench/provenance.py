@@ -70,3 +70,21 @@ def versions() -> dict:
         except PackageNotFoundError:
             pass
     return out
+
+
+def run_commits(run_dirs) -> dict[str, int]:
+    """How many of these run directories were trained at each git commit (read from each run's
+    config.json; 'unknown' where it records none). Results resumed across code versions show
+    more than one commit: a run id hashes the config, not the code that trained it."""
+    counts: dict[str, int] = {}
+    for d in run_dirs:
+        f = Path(d) / "config.json"
+        if not f.is_file():
+            continue
+        try:
+            c = json.loads(f.read_text()).get("commit") or "unknown"
+        except (ValueError, OSError, AttributeError):
+            c = "unknown"
+        counts[c] = counts.get(c, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+

@@ -11,15 +11,20 @@ from __future__ import annotations
 import json
 
 from vgbench import grid, paths
+from vgbench.provenance import run_commits
 
 
-def rows(prof: grid.Profile, results: str) -> list[dict]:
+def _stages(prof: grid.Profile, results: str):
+    """(tuned, selected lr or None, [(stage, run specs)]) as the pipeline would run them now."""
     from vgbench.select_lr import read_selected
     sel_path = paths.selected_lr(results)
     tuned = any(s.lr_grid for s in prof.studies.values())
     selected = read_selected(str(sel_path)) if tuned and sel_path.exists() else None
-    stages = [("tune", grid.tune_specs(prof))]
-    stages.append(("final", grid.final_specs(prof, selected or {})))
+    return tuned, selected, [("tune", grid.tune_specs(prof)), ("final", grid.final_specs(prof, selected or {}))]
+
+
+def rows(prof: grid.Profile, results: str) -> list[dict]:
+    tuned, selected, stages = _stages(prof, results)
     out = []
     per_step: dict[str, list] = {}   # study -> wall seconds per training step of its complete runs
     for stage, specs in stages:
@@ -71,4 +76,8 @@ def main(args) -> int:
     c = sum(r["complete"] for r in table)
     print(f"total: {c}/{n} runs complete; ~{total_left / 60:.1f} min left on {args.cores} cores"
           + (" (+ studies with no complete run yet)" if unknown else ""))
+    commits = run_commits(paths.run_dir(s.run_id, args.results) for _, ss in _stages(prof, args.results)[2] for s in ss)
+    if len(commits) > 1:
+        print("note: these runs were trained at " + ", ".join(f"{k[:10]} ({v})" for k, v in commits.items())
+              + " -- results resumed across code versions; delete the runs of older commits to retrain them")
     return 0
