@@ -103,6 +103,12 @@ def test_depth_scales_ordered_phase_and_peak_at_criticality():
     assert xi[1.76] > 20 * max(xi[1.3], xi[2.5])
     chaotic = t.depth_scales("tanh", 3.0, 0.05)
     assert chaotic["chi_1"] > 1 and chaotic["c_star"] < 0.5
+    # the correlation map itself: in the ordered phase it raises every c < 1 (so c* = 1 attracts);
+    # in the chaotic phase c* is its fixed point and attracts (slope chi_c < 1 there)
+    for c in (0.0, 0.3, 0.9, 0.999):
+        assert t._corr_map("tanh", 1.0, 0.05, ordered["q_star"], c)[0] > c
+    c_next, chi_c = t._corr_map("tanh", 3.0, 0.05, chaotic["q_star"], chaotic["c_star"])
+    assert c_next == pytest.approx(chaotic["c_star"], abs=1e-9) and chi_c < 1
 
 
 def test_per_example_prediction_matches_a_wide_net_with_mixed_input_norms():

@@ -78,6 +78,6 @@ def main(args) -> int:
           + (" (+ studies with no complete run yet)" if unknown else ""))
     commits = run_commits(paths.run_dir(s.run_id, args.results) for _, ss in _stages(prof, args.results)[2] for s in ss)
     if len(commits) > 1:
-        print("note: these runs were trained at " + ", ".join(f"{k[:10]} ({v})" for k, v in commits.items())
+        print("note: these runs were trained at " + ", ".join(f"{k[:10]}{'-dirty' * k.endswith('-dirty')} ({v})" for k, v in commits.items())
               + " -- results resumed across code versions; delete the runs of older commits to retrain them")
     return 0

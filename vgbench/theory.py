@@ -147,15 +147,27 @@ _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(101)   # probabilists' Hermite
 _GH_W = _GH_W / _GH_W.sum()
 
 
-def q_star(activation: str, sw2: float, sb2: float, q0: float = 1.0, tol: float = 1e-10, max_iter: int = 10_000) -> float:
-    """Fixed point of the variance map q -> sw2 E[phi(z)^2] + sb2, z ~ N(0, q), by iteration."""
+def q_star(activation: str, sw2: float, sb2: float, q0: float = 1.0, tol: float = 1e-10, max_iter: int = 200) -> float:
+    """Fixed point of the variance map q -> sw2 E[phi(z)^2] + sb2, z ~ N(0, q): iteration, and where
+    that is slow (the map's slope near 1, e.g. tanh near sw2 = 1 at sb2 = 0) the root of map(q) - q."""
+    from scipy.optimize import brentq
+    vmap = lambda q: sw2 * expect(lambda z: phi(activation, z) ** 2, q) + sb2
     q = q0
     for _ in range(max_iter):
-        new = sw2 * expect(lambda z: phi(activation, z) ** 2, q) + sb2
+        new = vmap(q)
         if abs(new - q) < tol * max(1.0, q):
             return float(new)
         q = new
-    return float(q)
+    h = lambda q: vmap(q) - q
+    if h(q) > 0:
+        lo, hi = q, 2 * q
+        while h(hi) > 0:
+            lo, hi = hi, 2 * hi
+    else:
+        lo, hi = 1e-12, q
+        if h(lo) <= 0:          # no positive fixed point: q* = 0
+            return 0.0
+    return float(brentq(h, lo, hi, xtol=tol * max(1.0, q), rtol=1e-14))
 
 
 def chi_1(activation: str, sw2: float, sb2: float) -> float:
@@ -180,15 +192,18 @@ def depth_scales(activation: str, sw2: float, sb2: float) -> dict:
     xi_c = -1 / ln chi_c(c*) (how deep correlations between inputs propagate; Schoenholz et al.
     predict nets train up to ~6 xi_c) and xi_grad = -1 / ln chi_1 (|1/ln| for chi_1 > 1)."""
     q = q_star(activation, sw2, sb2)
-    c = 0.5
-    for _ in range(5_000):
-        new, _ = _corr_map(activation, sw2, sb2, q, c)
-        new = min(new, 1.0)
-        if abs(new - c) < 1e-12:
-            break
-        c = new
-    _, chi_c = _corr_map(activation, sw2, sb2, q, c)
     x1 = chi(activation, sw2, q)
+    if x1 <= 1.0:
+        # ordered phase: c* = 1 is the stable fixed point, where chi_c(1) = chi_1 exactly
+        c, chi_c = 1.0, x1
+    else:
+        # chaotic phase: the stable fixed point c* < 1 is the root of c_next(c) - c (c_next(0) >= 0
+        # for sb2 >= 0; c_next(c) < c just below 1, where the map's slope is chi_1 > 1)
+        from scipy.optimize import brentq
+        g = lambda c: _corr_map(activation, sw2, sb2, q, c)[0] - c
+        hi = 1.0 - 1e-9
+        c = 0.0 if g(0.0) <= 0 else float(brentq(g, 0.0, hi, xtol=1e-13)) if g(hi) < 0 else 1.0
+        chi_c = _corr_map(activation, sw2, sb2, q, c)[1]
     return {"q_star": q, "chi_1": x1, "c_star": c, "chi_c": chi_c,
             "xi_c": math.inf if chi_c == 1 else -1.0 / math.log(chi_c) if chi_c < 1 else math.inf,
             "xi_grad": math.inf if x1 == 1 else 1.0 / abs(math.log(x1))}
