@@ -7,7 +7,7 @@ PROFILE ?= configs/default.yaml
 # torch first, pinned: any other torch request can pull a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: reproduce smoke test install install-dev report verify bench clean
+.PHONY: reproduce frontier smoke test install install-dev report verify bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ reproduce: $(BIN)/.installed
 
 test: $(BIN)/.installed-dev
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(BIN)/python -m pytest -q
+
+# the modern mitigations (ReZero, Fixup, LSUV, chrono init, pre-LN transformers): results/frontier/
+frontier: $(BIN)/.installed
+	$(BIN)/vgbench unlock-stale .
+	$(SNAKE) --cores $(CORES) --configfile configs/frontier.yaml --config results=results/frontier
 
 smoke: $(BIN)/.installed
 	$(BIN)/vgbench unlock-stale .
