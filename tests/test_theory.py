@@ -142,3 +142,21 @@ def test_per_example_prediction_matches_a_wide_net_with_mixed_input_norms():
     # one input norm for every example: the average is that norm's own profile
     np.testing.assert_allclose(theory.predict_examples("gelu", "he", D, W, n_in, np.full(10, 0.7)),
                                theory.predict("gelu", "he", D, W, n_in, 0.7)["log10_signal"], atol=1e-12)
+
+
+def test_phase_boundary_agreement_by_hand():
+    """A 3 x 4 grid whose trained cells are set by hand: one cell (sigma_w^2 = 1, depth 20) does not train
+    although 6 xi_c = 21.8 predicts it does, so 11 of 12 cells agree; the deepest trained depths
+    5 / 400 / 20 rank like 6 xi_c (21.8 / ~3e4 / 41.9): Spearman rho = 1."""
+    import pandas as pd
+    from vgbench import theory as t
+    trained = {(1.0, 5), (1.76, 5), (1.76, 20), (1.76, 100), (1.76, 400), (4.0, 5), (4.0, 20)}
+    rows = [{"study": "s", "activation": "tanh", "bias_var": 0.05, "weight_var": sw, "depth": d, "seed": k,
+             "baseline_metric": "acc", "baseline_value": 0.1, "score": 0.1 + (0.3 if (sw, d) in trained else 0.01)}
+            for sw in (1.0, 1.76, 4.0) for d in (5, 20, 100, 400) for k in (0, 1)]
+    rows.append({**rows[0], "study": "other", "score": 0.0})     # another study's runs are ignored
+    per, s = t.phase_boundary(pd.DataFrame(rows), "s")
+    assert per.set_index("weight_var")["measured_depth"].to_dict() == {1.0: 5, 1.76: 400, 4.0: 20}
+    assert per.set_index("weight_var")["predicted_depth"][1.0] == pytest.approx(6 * 3.627, abs=0.01)
+    assert s["cells"] == 12 and s["cell_agreement"] == pytest.approx(11 / 12)
+    assert s["spearman_rho"] == pytest.approx(1.0)

@@ -215,6 +215,43 @@ def critical_weight_var(activation: str, sb2: float, lo: float = 0.5, hi: float 
     return float(brentq(lambda sw2: chi_1(activation, sw2, sb2) - 1.0, lo, hi, xtol=1e-6))
 
 
+def phase_boundary(o, study: str, threshold: float = 0.05, factor: float = 6.0):
+    """How well the measured trainable region of a sigma_w^2 x depth grid follows the mean-field one.
+
+    o: final runs with `score` (stats.outcomes), `baseline_metric`, `baseline_value`, `activation`,
+    `weight_var`, `bias_var`, `depth`. A grid cell (sigma_w^2, depth) *trains* when its mean score
+    over seeds beats the trivial predictor by `threshold` (as the `trainable` outcome); the theory
+    predicts it trains when depth <= factor * xi_c(sigma_w^2) (Schoenholz et al. 2017: factor 6).
+    Returns (per sigma_w^2: predicted and measured trainable depth -- the largest depth that trains,
+    0 if none --, summary: cells, cell agreement = fraction of cells where measurement and
+    prediction agree, and the Spearman rank correlation of measured vs predicted trainable depth
+    over sigma_w^2 with its p-value)."""
+    import pandas as pd
+    from scipy.stats import spearmanr
+    d = o[o["study"] == study]
+    if d.empty or not {"weight_var", "depth"} <= set(d):
+        return pd.DataFrame(), {}
+    act, sb2 = str(d["activation"].iloc[0]), float(d["bias_var"].iloc[0])
+    trivial = np.where(d["baseline_metric"] == "acc", d["baseline_value"], -d["baseline_value"])
+    cells = (d.assign(margin=d["score"] - trivial)
+             .groupby(["weight_var", "depth"], as_index=False)["margin"].mean())
+    xi = {sw: depth_scales(act, float(sw), sb2)["xi_c"] for sw in cells["weight_var"].unique()}
+    cells["trains"] = cells["margin"] >= threshold
+    cells["predicted"] = cells["depth"] <= cells["weight_var"].map(lambda sw: factor * xi[sw])
+    rows = []
+    for sw, g in cells.groupby("weight_var"):
+        ok = g.loc[g["trains"], "depth"]
+        rows.append({"weight_var": float(sw), "xi_c": xi[sw], "predicted_depth": factor * xi[sw],
+                     "measured_depth": float(ok.max()) if len(ok) else 0.0})
+    per = pd.DataFrame(rows)
+    summary = {"cells": len(cells), "cell_agreement": float((cells["trains"] == cells["predicted"]).mean()),
+               "spearman_rho": math.nan, "spearman_p": math.nan}
+    if len(per) > 2 and per["measured_depth"].nunique() > 1:
+        rho, p = spearmanr(per["measured_depth"], per["predicted_depth"].clip(upper=1e12))
+        summary.update(spearman_rho=float(rho), spearman_p=float(p))
+    return per, summary
+
+
 def table(runs, curves, study: str | None, input_qs=None):
     """Predicted vs measured per-layer signal for every activation x init of `study`.
 

@@ -80,6 +80,12 @@ def heat_map(ax, fig, frames, study) -> None:
     crit = theory.critical_weight_var(act, sb2)
     if sw.min() <= crit <= sw.max():
         ax.axvline(crit, color="white", lw=1.0, ls=":", path_effects=edge, label=f"critical $\\sigma_w^2$ = {crit:.2f}")
+    from vgbench.stats import outcomes
+    per, agree = theory.phase_boundary(outcomes(frames["runs"]), study, factor=XI_FACTOR)
+    if len(per) and (per["measured_depth"] > 0).any():
+        m = per[per["measured_depth"] > 0]
+        ax.plot(m["weight_var"], m["measured_depth"], ls="none", marker="o", ms=4, mfc="white", mec="black",
+                label=f"measured: deepest trained (cells agreeing: {100 * agree['cell_agreement']:.0f}%)")
     ax.set_ylim(ylo, yhi)
     ax.set_yticks(dp)
     ax.set_yticklabels([f"{int(d)}" for d in dp])
