@@ -7,7 +7,7 @@ PROFILE ?= configs/default.yaml
 # torch first, pinned: any other torch request can pull a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: reproduce frontier smoke test install install-dev report verify bench clean
+.PHONY: reproduce frontier theory smoke test install install-dev report verify bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(BIN)/.installed-dev
 frontier: $(BIN)/.installed
 	$(BIN)/vgbench unlock-stale .
 	$(SNAKE) --cores $(CORES) --configfile configs/frontier.yaml --config results=results/frontier
+
+# the mean-field phase diagram and dynamical isometry: results/theory/
+theory: $(BIN)/.installed
+	$(BIN)/vgbench unlock-stale .
+	$(SNAKE) --cores $(CORES) --configfile configs/theory.yaml --config results=results/theory
 
 smoke: $(BIN)/.installed
 	$(BIN)/vgbench unlock-stale .
