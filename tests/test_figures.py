@@ -122,3 +122,19 @@ def test_figure_drawn_twice_is_byte_identical(name, tmp_path):
     b = style.save(mod.make(synthetic_frames(5)), str(tmp_path / "b"), prov)
     for fa, fb in zip(a, b):
         assert Path(fa).read_bytes() == Path(fb).read_bytes(), f"{name}: {Path(fa).suffix} differs"
+
+
+def test_theory_overlay_drawn_from_tables_read_on_first_use(tmp_path):
+    """Figures read stats/theory.csv through Frames.get: the dashed mean-field lines must appear
+    when the tables come from disk, not only when a test pre-loads them (dict.get skips __missing__)."""
+    from vgbench import paths
+    from vgbench.figures import grad_depth_init, load_frames
+    f = synthetic_frames()
+    paths.aggregate("runs", tmp_path).parent.mkdir(parents=True)
+    paths.stats(paths.THEORY, tmp_path).parent.mkdir(parents=True)
+    f["runs"].to_parquet(paths.aggregate("runs", tmp_path))
+    f["curves"].to_parquet(paths.aggregate("curves", tmp_path))
+    f["theory"].to_csv(paths.stats(paths.THEORY, tmp_path), index=False)
+    fig = grad_depth_init.make(load_frames(tmp_path, f.report))
+    dashed = [ln for ax in fig.axes for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1     # the synthetic theory table has one activation x init: sigmoid, default

@@ -24,7 +24,7 @@ STATS_TABLES = ("conditions", "comparisons", "friedman", "ranks", "claims")  # s
 THEORY = "theory"                                                        # stats/theory.csv
 FIGURE_NAMES = ("grad_depth_init", "grad_depth_training", "grad_ratio_curves", "accuracy_vs_depth",
                 "mitigation_effects", "rnn_grad_time", "rnn_seq_len", "training_curves", "saturation",
-                "critical_difference", "lr_sensitivity", "exploding", "phase_diagram")             # figures/<name>.{pdf,png}
+                "critical_difference", "lr_sensitivity", "exploding", "phase_diagram", "length_vs_depth")             # figures/<name>.{pdf,png}
 TABLE_NAMES = ("main_results", "grad_ratios", "rnn_results", "theory_vs_measured", "setup", "claims",
                "answers", "numbers")                                              # tables/<name>.tex
 PAPER = "paper/vgbench.pdf"  # the default results folder's paper (DESIGN.md); others: <results>/vgbench.pdf

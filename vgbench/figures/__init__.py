@@ -24,6 +24,9 @@ CAPTIONS = {
     "mitigation_effects": "Effect of each mitigation vs its baseline (difference in score, 95% bootstrap CI); "
                           "filled markers: significant after Holm correction.",
     "rnn_grad_time": "Gradient norm reaching each time step at initialisation, recurrent models, longest sequences.",
+    "length_vs_depth": "Error norm at initialisation per time step of a recurrent net and per layer of an MLP, "
+                       "counted back from the output and relative to it (mean and 95% CI over seeds); dashed: "
+                       "the mean-field prediction per layer.",
     "rnn_seq_len": "Task score vs sequence length per recurrent model; dotted: trivial predictor.",
     "training_curves": "Training loss vs step per condition (mean and 95% CI over seeds).",
     "saturation": "Saturated (sigmoid/tanh) or dead (ReLU family) fraction per layer over training.",
@@ -50,6 +53,11 @@ class Frames(dict):
         super().__init__()
         self.results = Path(results)
         self.report = report or {}   # the profile's `report:` section: what each figure shows
+
+    def get(self, key: str, default=None):
+        """Like frames[key] for every table of the results tree (dict.get alone would skip
+        __missing__ and return None for a table not read yet)."""
+        return self[key] if key in self or key in self.SOURCES else default
 
     def __missing__(self, key: str) -> pd.DataFrame:
         p = self.results / self.SOURCES[key]
