@@ -97,8 +97,9 @@ def job_table(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
                 continue
             proc = m.get("process") or {}
             rows.append({"stage": stage, "job": m["job"], "runs": len(m["runs"]),
-                         **{k: proc.get(k, float("nan")) for k in ("cpu_s", "import_s", "trained", "runs_wall_s")}})
-    return pd.DataFrame(rows, columns=["stage", "job", "runs", "cpu_s", "import_s", "trained", "runs_wall_s"])
+                         **{k: proc.get(k, float("nan")) for k in ("cpu_s", "import_s", "trained", "runs_wall_s", "runs_cpu_s")}})
+    return pd.DataFrame(rows, columns=["stage", "job", "runs", "cpu_s", "import_s", "trained", "runs_wall_s",
+                                       "runs_cpu_s"])
 
 
 def main(args) -> int:

@@ -38,11 +38,13 @@ def main(args) -> int:
     from vgbench.train import run
     import_s = time.process_time() - t_imp   # CPU seconds, like cpu_s
     t0 = time.perf_counter()
-    done, trained, runs_wall = [], 0, 0.0
+    done, trained, runs_wall, runs_cpu = [], 0, 0.0, 0.0
     for spec in specs:
         out = paths.run_dir(spec.run_id, args.results)
         if not paths.is_complete(out):
+            c0 = time.process_time()
             s = run(spec.cfg, out, tags=(spec.study, spec.stage, spec.variant))
+            runs_cpu += time.process_time() - c0
             trained += 1
             runs_wall += s["wall_s"]
             print(f"{spec.run_id}: {s['status']} ({s['wall_s']:.1f} s)", flush=True)
@@ -52,12 +54,14 @@ def main(args) -> int:
     marker.parent.mkdir(parents=True, exist_ok=True)
     # where this process's time went (the reproducibility appendix: training vs overhead):
     # CPU seconds of the whole process (interpreter start and imports included), the import of
-    # the training stack, and the wall seconds of the runs it trained
+    # the training stack, and the wall and CPU seconds of the runs it trained (on a busy machine a
+    # run's wall time includes waiting for a core, so shares of CPU time use the runs' CPU seconds)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     write_json_atomic(marker, {"job": args.job, "stage": args.stage, "profile": profile.name,
                                "profile_hash": profile.hash, "runs": done,
                                "process": {"cpu_s": usage.ru_utime + usage.ru_stime, "import_s": import_s,
-                                           "trained": trained, "runs_wall_s": runs_wall}})
+                                           "trained": trained, "runs_wall_s": runs_wall,
+                                           "runs_cpu_s": runs_cpu}})
     print(f"job {args.job}: {len(specs)} runs, {trained} trained, {len(specs) - trained} already complete, "
           f"{time.perf_counter() - t0:.1f} s")
     return 0

@@ -258,14 +258,16 @@ def _macro(name: str) -> str:
 
 
 def cost(runs: pd.DataFrame, jobs: pd.DataFrame) -> dict:
-    """Where the training jobs' CPU time went: the runs' own wall time vs their processes' CPU time
-    (imports, setup between runs), and within runs the training loop vs the rest."""
+    """Where the training jobs' CPU time went: the runs' own CPU time vs their processes' CPU time
+    (imports, setup between runs), and within runs the training loop vs the rest. Markers written
+    before runs_cpu_s was recorded fall back to the runs' wall time (an overestimate on a busy machine)."""
     out = {}
     ok = jobs.dropna(subset=["cpu_s"]) if len(jobs) else jobs
     if len(ok) and float(ok["cpu_s"].sum()) > 0:
         cpu = float(ok["cpu_s"].sum())
         out["JobCoreHours"] = num(cpu / 3600, 2)
-        out["TrainingShare"] = num(100 * float(ok["runs_wall_s"].sum()) / cpu, 0)
+        runs_cpu = ok["runs_cpu_s"].fillna(ok["runs_wall_s"]) if "runs_cpu_s" in ok else ok["runs_wall_s"]
+        out["TrainingShare"] = num(100 * float(runs_cpu.sum()) / cpu, 0)
         out["ImportShare"] = num(100 * float(ok["import_s"].sum()) / cpu, 0)
         out["NumJobs"] = str(len(ok))
     if {"train_s", "wall_s"} <= set(runs) and float(runs["wall_s"].sum()) > 0:
