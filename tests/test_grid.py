@@ -130,3 +130,14 @@ def test_select_lr_on_a_profile_without_tuned_studies(tmp_path, capsys):
     assert cli.main(["select-lr", str(p), "--results", str(tmp_path / "r")]) == 0
     assert "0 conditions tuned" in capsys.readouterr().out
     assert read_selected(tmp_path / "r/tuning/selected_lr.csv") == {}
+
+
+@pytest.mark.parametrize("where,ok", [({"lr": 0.1}, True), ({"lr": 0.3}, False), ({"width": 4}, False)])
+def test_figure_panel_where_names_an_axis_value(tmp_path, where, ok):
+    prof = small(axes={"depth": [2, 3], "lr": [0.01, 0.1]})
+    prof["report"] = {"figures": {"accuracy_vs_depth": {"panels": [{"study": "s", "where": where}]}}}
+    if ok:
+        assert grid.load_profile(write(tmp_path, prof)).report["figures"]["accuracy_vs_depth"]["panels"][0]["where"] == where
+    else:
+        with pytest.raises(ConfigError, match="not a value of an axis of study 's'"):
+            grid.load_profile(write(tmp_path, prof))

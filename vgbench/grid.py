@@ -232,8 +232,13 @@ def _check_spec(spec, studies: dict, where: str, study: str | None) -> None:
         if v not in known:
             raise ConfigError(f"{where}: unknown variant {v!r}{f' of study {study!r}' if study else ''}; "
                               f"allowed: {', '.join(known)}")
+    for k, v in (spec.get("where") or {}).items():
+        axes = studies[study].axes if study else {}
+        if k not in axes or v not in axes[k]:
+            raise ConfigError(f"{where}.where: {k}={v!r} is not a value of an axis of study {study!r}; axes: "
+                              + (", ".join(f"{a} {vals}" for a, vals in axes.items()) or "none"))
     for k, v in spec.items():
-        if isinstance(v, (dict, list)) and k not in ("variants", "studies"):
+        if isinstance(v, (dict, list)) and k not in ("variants", "studies", "where"):
             _check_spec(v, studies, f"{where}.{k}", study)
 
 

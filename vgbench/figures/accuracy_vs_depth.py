@@ -1,5 +1,7 @@
 """Figure 4: test score vs depth, one panel per study the profile names (report.figures.
-accuracy_vs_depth.panels), with the stats stage's 95 % CIs (the tables' intervals)."""
+accuracy_vs_depth.panels), with the stats stage's 95 % CIs (the tables' intervals). A panel's
+`where: {axis: value}` fixes the study's other axes (e.g. the learning rate), so one line is one
+condition."""
 import matplotlib.pyplot as plt
 
 from vgbench.figures import style
@@ -11,6 +13,8 @@ def make(frames):
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 2.6), squeeze=False)
     for ax, p in zip(axes.flat, panels):
         c = conditions_of(frames, p.get("study")) if p.get("study") else None
+        for k, v in (p.get("where") or {}).items():
+            c = c[c[k] == v] if c is not None and k in c else None
         if c is None or c.empty or "depth" not in c:
             style.empty(ax)
             continue
