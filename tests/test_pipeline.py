@@ -72,8 +72,10 @@ def test_smoke_pipeline_end_to_end(smoke):
     assert "final runs" in (res / "logs/aggregate.log").read_text() or "runs found" in (res / "logs/aggregate.log").read_text()
 
 
-def test_resume_runs_exactly_the_missing_run(smoke):
-    work, _ = smoke
+def test_resume_runs_exactly_the_missing_run(smoke, tmp_path):
+    # on a copy (file times kept): the other tests read the smoke results and its manifest unchanged
+    work = tmp_path / "work"
+    shutil.copytree(smoke[0], work, symlinks=True)
     res = work / "results"
     victim = next(p for p in sorted((res / "runs").glob("mlp_mitigations-*")) if (p / "summary.json").exists())
     other = sorted((res / "runs").glob("*/summary.json"))
@@ -81,13 +83,13 @@ def test_resume_runs_exactly_the_missing_run(smoke):
     (victim / "summary.json").unlink()
     # up to the aggregate: what a resume must redo is training; the rules after it are tested above
     target = "results/aggregate/runs.parquet"
-    p = snake(work, "--configfile", str(REPO / "configs/smoke.yaml"), target)
+    p = snake(work, target, "--configfile", str(REPO / "configs/smoke.yaml"))   # target first: --configfile takes a list
     assert executed(p, "train_job") == 1 and executed(p, "tune_job") == 0
     assert (victim / "summary.json").is_file()
     assert all(Path(f).stat().st_mtime_ns == t for f, t in mtimes.items())   # nothing else retrained
     log = (res / "logs/final/final-mlp_mitigations.log").read_text()
     assert "1 trained" in log
-    again = snake(work, "--configfile", str(REPO / "configs/smoke.yaml"), target)
+    again = snake(work, target, "--configfile", str(REPO / "configs/smoke.yaml"))
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
