@@ -147,3 +147,30 @@ def test_cli_bad_target_or_shape_exit_2(tmp_path, capsys, args, words):
     code = cli.main(["diagnose", *[a.replace("{f}", str(f)) for a in args], "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and words in err and "Traceback" not in err
+
+
+class LSTMNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.LSTM(2, 32, batch_first=True)
+        self.head = nn.Linear(32, 1)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def test_lstm_vanishing_through_time_gets_the_forget_bias_advice_with_shipped_frontier_evidence():
+    """PyTorch's LSTM (forget bias 0) at T = 100: the error reaching the first steps is tiny; the advice
+    cites the frontier profile's forget-gate claims, read from the CSV shipped with the package."""
+    import pandas as pd
+    from vgbench.diagnose import EVIDENCE
+    x = torch.randn(16, 100, 2, generator=torch.Generator().manual_seed(0))
+    rep = diagnose(LSTMNet(), x)
+    assert rep.time_verdict == "vanishing"
+    fb = [a for a in rep.advice if "forget-gate" in a["mitigation"]]
+    assert len(fb) == 1 and "frontier_claims.csv" in fb[0]["evidence_source"]
+    shipped = pd.read_csv(EVIDENCE / "frontier_claims.csv").set_index("id")
+    assert [e["effect"] for e in fb[0]["evidence"]] == [shipped.loc["chrono_helps", "effect"],
+                                                       shipped.loc["forget_bias1_helps", "effect"]]
+    assert not any("LSTM or GRU" in a["mitigation"] for a in rep.advice)   # it already is one

@@ -14,7 +14,7 @@ whole net decides vanishing (< 10^-2), exploding (> 10^2) or healthy; each run o
 layers whose local factor (consecutive-layer ratio) is below 1/2 or above 2 is reported as a
 vanishing or exploding range. Advice lists the mitigations that apply to the model, each with
 the effect the benchmark measured (a results folder's claims.csv, or the numbers shipped in
-vgbench/evidence/default_claims.csv, stated as such).
+vgbench/evidence/default_claims.csv and frontier_claims.csv, stated as such).
 """
 from __future__ import annotations
 
@@ -32,9 +32,10 @@ from vgbench.config import ConfigError
 
 THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5, "local_high": 2.0,
               "saturated_derivative": 0.05}
-SHIPPED = Path(__file__).resolve().parent / "evidence" / "default_claims.csv"
-# the make-reproduce run those numbers come from (all 1253 runs trained at this one commit)
-SHIPPED_FROM = "default profile, fresh clone run 2026-11-28, commit 477cbf0"
+EVIDENCE = Path(__file__).resolve().parent / "evidence"
+# the claims shipped with vgbench and the runs they come from (each file's runs trained at one commit)
+SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 2026-11-28, commit 477cbf0",
+           EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29, commit b21d018"}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.PReLU, nn.SELU, nn.ReLU6)
 SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("tanh", lambda a: 1 - a * a)}
@@ -51,6 +52,13 @@ ADVICE = {
     "lower_lr": ("gradients explode", ["lower_lr_stops_blowup"], "a lower learning rate"),
     "init": ("gradients explode", ["he_with_relu"], "a variance-preserving initialisation (He for ReLU, LeCun/Xavier "
                                                     "for tanh) instead of large weights"),
+    "branch_scaling": ("gradients explode without normalisation", ["fixup_trains_deep", "rezero_trains_deep"],
+                       "if the net is residual: scaled branches (Fixup, or ReZero: h = x + alpha F(x), alpha = 0 "
+                       "at init) instead of normalisation"),
+    "forget_bias": ("LSTM gradients vanish through time", ["chrono_helps", "forget_bias1_helps"],
+                    "a positive forget-gate bias (1, or chrono init: b_f ~ log U[1, T - 1], b_i = -b_f)"),
+    "pre_ln": ("post-LN transformer blocks", ["post_ln_needs_warmup", "pre_ln_without_warmup", "rezero_transformer"],
+               "pre-LN blocks (norm_first=True) or ReZero, or else learning-rate warm-up"),
 }
 
 
@@ -256,8 +264,13 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
     """The mitigations that apply to this model and verdict, each with the benchmark's measured
     effect (claims.csv of `results`, else the numbers shipped with vgbench)."""
     import pandas as pd
-    src = Path(results) / "stats" / "claims.csv" if results else SHIPPED
-    claims = pd.read_csv(src).set_index("id") if src.is_file() else pd.DataFrame()
+    if results:
+        src = Path(results) / "stats" / "claims.csv"
+        claims = pd.read_csv(src).assign(_src=str(src)) if src.is_file() else pd.DataFrame()
+    else:
+        claims = pd.concat([pd.read_csv(f).assign(_src=f"shipped with vgbench ({f.name}, {how})")
+                            for f, how in SHIPPED.items() if f.is_file()], ignore_index=True)
+    claims = claims.drop_duplicates("id").set_index("id") if len(claims) else claims
     mods = list(model.modules())
     saturating = any(isinstance(m, tuple(SATURATING)) for m in mods)
     has_norm = any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)) for m in mods)
@@ -268,20 +281,24 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
         keys += (["activation"] if saturating else []) + ([] if has_norm else ["normalise"]) + ["skips", "deep_supervision"]
     if rep.time_verdict == "vanishing" and vanilla_rnn:
         keys += ["gated"]
+    if rep.time_verdict == "vanishing" and any(isinstance(m, nn.LSTM) for m in mods):
+        keys += ["forget_bias"]
     if rep.verdict == "exploding" or rep.time_verdict == "exploding":
-        keys += ["clipping", "lower_lr", "init"]
+        keys += ["clipping", "lower_lr", "init"] + ([] if has_norm else ["branch_scaling"])
+    if rep.verdict != "healthy" and any(isinstance(m, nn.TransformerEncoderLayer) and not m.norm_first for m in mods):
+        keys += ["pre_ln"]
     out = []
     for k in dict.fromkeys(keys):
         why, ids, what = ADVICE[k]
-        ev = []
+        ev, srcs = [], []
         for cid in ids:
             if cid in claims.index:
                 r = claims.loc[cid]
                 ev.append({"claim": str(r["claim"]), "verdict": str(r["verdict"]), "effect": float(r["effect"]),
                            "ci": [float(r["ci_low"]), float(r["ci_high"])], "quantity": str(r["quantity"])})
+                srcs.append(str(r["_src"]))
         out.append({"mitigation": what, "why": why, "evidence": ev,
-                    "evidence_source": str(src) if results else f"shipped with vgbench ({SHIPPED.name}, "
-                                                                f"{SHIPPED_FROM})"})
+                    "evidence_source": "; ".join(dict.fromkeys(srcs)) or None})
     if not vanish and rep.verdict == "healthy" and rep.time_verdict in (None, "healthy"):
         out.append({"mitigation": "none needed", "why": "gradients are within the thresholds", "evidence": [],
                     "evidence_source": None})
