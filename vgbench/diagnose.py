@@ -57,7 +57,7 @@ ADVICE = {
                        "at init) instead of normalisation"),
     "forget_bias": ("LSTM gradients vanish through time", ["chrono_helps", "forget_bias1_helps"],
                     "a positive forget-gate bias (1, or chrono init: b_f ~ log U[1, T - 1], b_i = -b_f)"),
-    "pre_ln": ("post-LN transformer blocks", ["post_ln_needs_warmup", "pre_ln_without_warmup", "rezero_transformer"],
+    "norm_first": ("post-LN transformer blocks", ["post_ln_needs_warmup", "pre_ln_without_warmup", "rezero_transformer"],
                "pre-LN blocks (norm_first=True) or ReZero, or else learning-rate warm-up"),
 }
 
@@ -286,7 +286,7 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
     if rep.verdict == "exploding" or rep.time_verdict == "exploding":
         keys += ["clipping", "lower_lr", "init"] + ([] if has_norm else ["branch_scaling"])
     if rep.verdict != "healthy" and any(isinstance(m, nn.TransformerEncoderLayer) and not m.norm_first for m in mods):
-        keys += ["pre_ln"]
+        keys += ["norm_first"]
     out = []
     for k in dict.fromkeys(keys):
         why, ids, what = ADVICE[k]
