@@ -25,6 +25,7 @@ def synthetic_frames(n_seeds: int = 2):
     specs += [("rnn_tasks", v, {"task": t, "task_args.seq_len": T}, {"task": t, "task_args.seq_len": T, "depth": 1})
               for v in ("rnn", "lstm") for t in ("adding", "temporal_order") for T in (5, 10)]
     specs += [("explosion", v, {}, {"depth": 3}) for v in ("high_lr", "high_lr_clip")]
+    specs += [("shallow_relu", v, {}, {"depth": 1}) for v in ("relu", "tanh")]
     specs += [("tanh_criticality", "base", {"weight_var": w, "depth": d},
                {"depth": d, "activation": "tanh", "init": "gaussian", "weight_var": w, "bias_var": 0.05})
               for w in (1.0, 1.76, 4.0) for d in (2, 6)]
