@@ -65,11 +65,12 @@ def test_residual_net_is_healthy():
     assert diagnose(Residual(), X).verdict == "healthy"
 
 
-class TanhRNN(nn.Module):
-    def __init__(self):
+class Recurrent(nn.Module):
+    """A recurrent layer (tanh RNN by default, or nn.LSTM) read out at the last step."""
+    def __init__(self, cell=nn.RNN):
         super().__init__()
         torch.manual_seed(0)
-        self.rnn = nn.RNN(2, 32, batch_first=True)
+        self.rnn = cell(2, 32, batch_first=True)
         self.head = nn.Linear(32, 1)
 
     def forward(self, x):
@@ -78,7 +79,7 @@ class TanhRNN(nn.Module):
 
 def test_tanh_rnn_vanishes_through_time():
     x = torch.randn(16, 100, 2, generator=torch.Generator().manual_seed(0))
-    rep = diagnose(TanhRNN(), x)
+    rep = diagnose(Recurrent(), x)
     assert len(rep.time) == 100 and rep.time_verdict == "vanishing" and rep.time[0] < rep.time[-1]
     assert any("LSTM" in a["mitigation"] for a in rep.advice)
 
@@ -149,24 +150,13 @@ def test_cli_bad_target_or_shape_exit_2(tmp_path, capsys, args, words):
     assert code == 2 and words in err and "Traceback" not in err
 
 
-class LSTMNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.rnn = nn.LSTM(2, 32, batch_first=True)
-        self.head = nn.Linear(32, 1)
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
-
-
 def test_lstm_vanishing_through_time_gets_the_forget_bias_advice_with_shipped_frontier_evidence():
     """PyTorch's LSTM (forget bias 0) at T = 100: the error reaching the first steps is tiny; the advice
     cites the frontier profile's forget-gate claims, read from the CSV shipped with the package."""
     import pandas as pd
     from vgbench.diagnose import EVIDENCE
     x = torch.randn(16, 100, 2, generator=torch.Generator().manual_seed(0))
-    rep = diagnose(LSTMNet(), x)
+    rep = diagnose(Recurrent(nn.LSTM), x)
     assert rep.time_verdict == "vanishing"
     fb = [a for a in rep.advice if "forget-gate" in a["mitigation"]]
     assert len(fb) == 1 and "frontier_claims.csv" in fb[0]["evidence_source"]

@@ -86,6 +86,10 @@ def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame,
     return runs, cur, jobs
 
 
+# what run_job records about its process (the job marker's "process")
+PROCESS_KEYS = ("cpu_s", "import_s", "trained", "runs_wall_s", "runs_cpu_s")
+
+
 def job_table(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
     """One row per training job's marker: the process's CPU seconds, its import seconds, how many
     runs it trained and their wall seconds (NaN for markers written before these were recorded)."""
@@ -97,9 +101,8 @@ def job_table(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
                 continue
             proc = m.get("process") or {}
             rows.append({"stage": stage, "job": m["job"], "runs": len(m["runs"]),
-                         **{k: proc.get(k, float("nan")) for k in ("cpu_s", "import_s", "trained", "runs_wall_s", "runs_cpu_s")}})
-    return pd.DataFrame(rows, columns=["stage", "job", "runs", "cpu_s", "import_s", "trained", "runs_wall_s",
-                                       "runs_cpu_s"])
+                         **{k: proc.get(k, float("nan")) for k in PROCESS_KEYS}})
+    return pd.DataFrame(rows, columns=["stage", "job", "runs", *PROCESS_KEYS])
 
 
 def main(args) -> int:

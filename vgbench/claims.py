@@ -250,8 +250,8 @@ def jacobian_spread(curves: pd.DataFrame | None) -> pd.Series:
 def samples(o: pd.DataFrame, curves, claim: Claim, sel: dict) -> pd.Series:
     """One value per unit of the claim's outcome, indexed by its pairing key (seed, and the
     axis values the selector leaves free): per run, or per seed for outcomes along an axis."""
-    import numpy as np
     import pandas as pd
+    from vgbench.scores import trivial_score
     s = _select(o, claim.study, sel)
     if s.empty:
         return pd.Series(dtype=float)
@@ -263,7 +263,7 @@ def samples(o: pd.DataFrame, curves, claim: Claim, sel: dict) -> pd.Series:
     s = s.assign(_along=lab.map(lambda d: d.get(claim.along)),
                  _rest=lab.map(lambda d: json.dumps({k: v for k, v in d.items()
                                                      if k not in sel and k != claim.along}, sort_keys=True)),
-                 _trivial=np.where(s["baseline_metric"] == "acc", s["baseline_value"], -s["baseline_value"]))
+                 _trivial=trivial_score(s))
     vals = {}
     for key, g in s.groupby(["seed", "_rest"]):
         g = g.sort_values("_along")

@@ -11,6 +11,12 @@ import numpy as np
 import pandas as pd
 
 
+def trivial_score(runs: pd.DataFrame) -> pd.Series:
+    """The trivial predictor's score per run (chance accuracy, or minus the constant predictor's loss)."""
+    v = runs["baseline_value"].astype(float)
+    return v.where(runs["baseline_metric"] == "acc", -v)
+
+
 def outcome(runs: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """runs: one row per run with status, baseline_metric, baseline_value and the summary's
     final.<split>/acc and final.<split>/loss columns (as in runs.parquet).

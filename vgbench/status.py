@@ -23,8 +23,9 @@ def _stages(prof: grid.Profile, results: str):
     return tuned, selected, [("tune", grid.tune_specs(prof)), ("final", grid.final_specs(prof, selected or {}))]
 
 
-def rows(prof: grid.Profile, results: str) -> list[dict]:
-    tuned, selected, stages = _stages(prof, results)
+def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
+    """staged: _stages(prof, results) when the caller already has it."""
+    tuned, selected, stages = staged or _stages(prof, results)
     out = []
     per_step: dict[str, list] = {}   # study -> wall seconds per training step of its complete runs
     for stage, specs in stages:
@@ -57,7 +58,8 @@ def rows(prof: grid.Profile, results: str) -> list[dict]:
 
 def main(args) -> int:
     prof = grid.load_profile(args.profile)
-    table = rows(prof, args.results)
+    staged = _stages(prof, args.results)
+    table = rows(prof, args.results, staged)
     print(f"{'study':<18} {'stage':<6} {'complete':>9} {'missing':>8} {'diverged':>9}  time left")
     total_left, unknown = 0.0, False
     for r in table:
@@ -76,7 +78,7 @@ def main(args) -> int:
     c = sum(r["complete"] for r in table)
     print(f"total: {c}/{n} runs complete; ~{total_left / 60:.1f} min left on {args.cores} cores"
           + (" (+ studies with no complete run yet)" if unknown else ""))
-    commits = run_commits(paths.run_dir(s.run_id, args.results) for _, ss in _stages(prof, args.results)[2] for s in ss)
+    commits = run_commits(paths.run_dir(s.run_id, args.results) for _, ss in staged[2] for s in ss)
     if len(commits) > 1:
         print("note: these runs were trained at " + ", ".join(f"{k[:10]}{'-dirty' * k.endswith('-dirty')} ({v})" for k, v in commits.items())
               + " -- results resumed across code versions; delete the runs of older commits to retrain them")

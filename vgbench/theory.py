@@ -232,8 +232,8 @@ def phase_boundary(o, study: str, threshold: float = 0.05, factor: float = 6.0):
     if d.empty or not {"weight_var", "depth"} <= set(d):
         return pd.DataFrame(), {}
     act, sb2 = str(d["activation"].iloc[0]), float(d["bias_var"].iloc[0])
-    trivial = np.where(d["baseline_metric"] == "acc", d["baseline_value"], -d["baseline_value"])
-    cells = (d.assign(margin=d["score"] - trivial)
+    from vgbench.scores import trivial_score
+    cells = (d.assign(margin=d["score"] - trivial_score(d))
              .groupby(["weight_var", "depth"], as_index=False)["margin"].mean())
     xi = {sw: depth_scales(act, float(sw), sb2)["xi_c"] for sw in cells["weight_var"].unique()}
     cells["trains"] = cells["margin"] >= threshold
