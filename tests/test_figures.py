@@ -58,6 +58,7 @@ def synthetic_frames(n_seeds: int = 2):
                 for t in range(T):
                     curves.append((rid, "hidden_t", step, t, "layer0", 0.9 ** (T - t) * (1 + 0.1 * seed)))
                 curves.append((rid, "metric", step, -1, "train/loss", 2.0 / (1 + step) + 0.1 * seed))
+                curves.append((rid, "metric", step, -1, "train/weight_norm", 5.0 * (1 + step) ** (1 + seed)))
             if study == "dyn_isometry":   # singular values: spread growing with depth for gaussian only
                 for e in range(2):
                     for k in range(4):

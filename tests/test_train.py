@@ -180,3 +180,28 @@ def test_train_reruns_a_run_directory_from_its_recorded_config(tmp_path):
     for src in (d, d / "config.json"):
         again = config.from_file(src, ["seed=3"])
         assert again.to_dict() == {**cfg.to_dict(), "seed": 3}
+
+
+def test_weight_norm_is_the_l2_norm_of_all_parameters(tmp_path, tiny):
+    """The recorded weight norm against numpy's norm of the same model's parameters, built from
+    the same seed; and it grows where the shallow ReLU blows up."""
+    import numpy as np
+    import pytorch_lightning as pl
+
+    from vgbench.data import load_task
+    from vgbench.models import build_model
+    cfg = load({**tiny, "steps": 0})
+    s = run(cfg, tmp_path / "r")
+    pl.seed_everything(cfg.seed, verbose=False)
+    net = build_model(cfg, load_task(cfg))
+    ref = np.sqrt(sum(float((p.detach().double().numpy() ** 2).sum()) for p in net.parameters()))
+    assert s["weight_norm_init"] == pytest.approx(ref, rel=1e-6)
+    assert s["weight_norm_final"] == pytest.approx(ref, rel=1e-6)
+    m = pd.read_csv(tmp_path / "r" / paths.METRICS)
+    assert m.loc[m.metric == "weight_norm", "value"].tolist() == pytest.approx([ref], rel=1e-6)
+
+    s = run(load({**tiny, "steps": 40, "activation": "relu", "lr": 3.0, "depth": 1}), tmp_path / "g")
+    m = pd.read_csv(tmp_path / "g" / paths.METRICS)
+    w = m.loc[m.metric == "weight_norm"].sort_values("step")
+    assert w.step.iloc[0] == 0 and w.value.iloc[0] == pytest.approx(s["weight_norm_init"])
+    assert w.value.dropna().iloc[-1] > 1.5 * w.value.iloc[0]

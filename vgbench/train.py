@@ -119,6 +119,7 @@ class VGModule(pl.LightningModule):
         self.diverged_at: int | None = None
         self._last_eval = 0
         self._params = [p for p in net.parameters() if p.requires_grad]
+        self.weight_norm_init = self.weight_norm()
         self.progress = None  # a Progress when `vgbench train` writes to a terminal
 
     def configure_optimizers(self):
@@ -157,8 +158,15 @@ class VGModule(pl.LightningModule):
             # max over the steps where the norm was taken (every step when clipping)
             self.rows.append((step, "train", "grad_norm_max", float(self.gnorm_buf[window].max())))
         self._last_eval = step
+        # the weights' growth over training (the shallow ReLU blow-up): L2 norm of all parameters
+        self.rows.append((step, "train", "weight_norm", self.weight_norm()))
         for k, v in evaluate(self.net, self.task, "val").items():
             self.rows.append((step, "val", k, v))
+
+    def weight_norm(self) -> float:
+        with torch.no_grad():
+            n = float(torch.nn.utils.get_total_norm([p.detach() for p in self._params], foreach=True))
+        return n if math.isfinite(n) else None
 
     def training_step(self, batch, batch_idx):
         s = self.step_i
@@ -170,6 +178,7 @@ class VGModule(pl.LightningModule):
         finite = torch.isfinite(loss) if norm is None else torch.isfinite(loss) & torch.isfinite(norm)
         if not bool(finite):
             self.diverged_at = s
+            self.rows.append((s, "train", "weight_norm", self.weight_norm()))  # how far the weights grew
             self.trainer.should_stop = True
             return None
         if clip is not None:
@@ -365,6 +374,8 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
         "grad_ratio_init": rec.ratio(0),
         "grad_ratio_final": rec.ratio(cfg.steps) if rec.filled[-1] else None,
         "max_grad_norm": float(module.gnorm_buf[:max(module.step_i, 1)].max()) if module.step_i else None,
+        "weight_norm_init": module.weight_norm_init,
+        "weight_norm_final": module.weight_norm(),  # after the last update (the last finite one if diverged)
         "steps": module.step_i,
         "pretrain_steps": pre["steps"] if pre else 0,
         "pretrain": pre,

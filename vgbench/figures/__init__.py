@@ -32,7 +32,8 @@ CAPTIONS = {
     "saturation": "Saturated (sigmoid/tanh) or dead (ReLU family) fraction per layer over training.",
     "critical_difference": "Mean rank of the MLP mitigations (Friedman test; bar: Nemenyi critical difference).",
     "lr_sensitivity": "Validation score vs learning rate in the tuning stage.",
-    "exploding": "Exploding gradients: divergence rate and largest gradient norm, with and without clipping, "
+    "exploding": "Exploding gradients: divergence rate, largest gradient norm and the weights' L2 norm over training "
+                 "(mean over seeds, at each evaluation and at divergence; symlog step axis), with and without clipping, "
                  "weight decay or a lower learning rate; one row per study (deep ReLU MLPs, the shallow ReLU net).",
     "phase_diagram": "(a) Test score of tanh MLPs over weight variance and depth (mean over seeds); dashed: "
                      "mean-field theory's trainable depth 6 xi_c; dotted: the critical weight variance; circles: the deepest "

@@ -1,10 +1,12 @@
-"""Figure 12: divergence rate and largest gradient norm, +- clipping and weight decay; one row per
-study the profile names (report.figures.exploding: {study: ...} or {studies: [...]})."""
+"""Figure 12: divergence rate, largest gradient norm and the weights' growth over training (L2 norm
+of all parameters, mean over seeds; a diverged run's line ends where it diverged), +- clipping and
+weight decay; one row per study the profile names (report.figures.exploding: {study: ...} or
+{studies: [...]})."""
 import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import spec
+from vgbench.figures._data import CI, curves_of, spec
 
 
 def make(frames):
@@ -12,7 +14,8 @@ def make(frames):
     studies = list(sp.get("studies") or [sp.get("study")])
     cond = frames["conditions"]
     runs = frames["runs"]
-    fig, grid = plt.subplots(len(studies), 2, figsize=(7.2, 2.5 * len(studies)), squeeze=False)
+    fig, grid = plt.subplots(len(studies), 3, figsize=(7.2, 2.5 * len(studies)), squeeze=False,
+                            gridspec_kw={"width_ratios": [1, 1, 1.15]})
     for study, axes in zip(studies, grid):
         c = cond[cond["study"] == study] if len(cond) else cond
         if c.empty:
@@ -34,8 +37,21 @@ def make(frames):
         sns.stripplot(r, x="variant", y="max_grad_norm", order=order, ax=axes[1], size=3, jitter=False)
         axes[1].set_yscale("log")
         axes[1].set_ylabel("largest gradient norm (before clipping)")
-        for ax in axes:
-            ax.tick_params(axis="x", rotation=35, labelsize=6)
+        for ax in axes[:2]:
+            ax.tick_params(axis="x", labelsize=6)
+            plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
             ax.set_xlabel("")
+        w = curves_of(frames, study, "metric")
+        w = w[(w["name"] == "train/weight_norm") & (w["value"] > 0)] if len(w) else w
+        if w.empty:   # runs recorded before the weight norm was
+            style.empty(axes[2])
+            continue
+        sns.lineplot(w, x="step", y="value", hue="variant", hue_order=order, style="variant", style_order=order,
+                     palette="tab10", ax=axes[2], linewidth=1, **CI)
+        axes[2].set_yscale("log")
+        axes[2].set_xscale("symlog", linthresh=10)   # divergence comes within a few steps
+        axes[2].set_xlim(left=0)
+        axes[2].set_ylabel("weight norm $\\|\\theta\\|_2$")
+        axes[2].legend(fontsize=5, title=None)
     fig.tight_layout()
     return fig
