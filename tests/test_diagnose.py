@@ -164,3 +164,18 @@ def test_lstm_vanishing_through_time_gets_the_forget_bias_advice_with_shipped_fr
     assert [e["effect"] for e in fb[0]["evidence"]] == [shipped.loc["chrono_helps", "effect"],
                                                        shipped.loc["forget_bias1_helps", "effect"]]
     assert not any("LSTM or GRU" in a["mitigation"] for a in rep.advice)   # it already is one
+
+
+def test_every_advised_claim_is_in_the_shipped_evidence_with_its_numbers():
+    """A renamed or dropped claim would silently leave a mitigation without its measured effect."""
+    import pandas as pd
+    from vgbench.diagnose import ADVICE, SHIPPED
+    shipped = pd.concat([pd.read_csv(f) for f in SHIPPED], ignore_index=True).set_index("id")
+    for key, (_, ids, _) in ADVICE.items():
+        missing = [i for i in ids if i not in shipped.index]
+        assert not missing, f"advice {key}: {missing} not in {[f.name for f in SHIPPED]}"
+    rep = diagnose(mlp(20, nn.Sigmoid), X)   # vanishing, no normalisation: LSUV is advised, with both claims
+    lsuv = [a for a in rep.advice if "LSUV" in a["mitigation"]]
+    assert len(lsuv) == 1
+    assert [e["effect"] for e in lsuv[0]["evidence"]] == [shipped.loc["lsuv_tuned_beats_xavier", "effect"],
+                                                         shipped.loc["lsuv_tuned_beats_he", "effect"]]

@@ -35,7 +35,8 @@ THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5,
 EVIDENCE = Path(__file__).resolve().parent / "evidence"
 # the claims shipped with vgbench and the runs they come from (each file's runs trained at one commit)
 SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 2026-11-28, commit 477cbf0",
-           EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29, commit b21d018"}
+           EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29: 210 runs at commit b21d018, "
+                                             "the 172 of lsuv_tuned and conv_no_norm at 349115c"}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.PReLU, nn.SELU, nn.ReLU6)
 SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("tanh", lambda a: 1 - a * a)}
@@ -44,6 +45,8 @@ ADVICE = {
     "activation": ("saturating activations vanish", ["relu_helps", "he_with_relu"],
                 "ReLU with He initialisation instead of sigmoid/tanh"),
     "normalise": ("deep stack without normalisation", ["batch_norm_helps"], "batch normalisation between layers"),
+    "lsuv": ("deep stack without normalisation", ["lsuv_tuned_beats_xavier", "lsuv_tuned_beats_he"],
+             "LSUV initialisation (orthogonal, then each layer scaled to unit output variance on a data batch)"),
     "skips": ("deep stack without skips", ["residual_helps", "resnet_helps"], "residual connections"),
     "deep_supervision": ("early layers get little gradient", ["aux_loss_gradients", "aux_loss_helps"],
                  "auxiliary losses on hidden layers (deep supervision)"),
@@ -52,7 +55,8 @@ ADVICE = {
     "lower_lr": ("gradients explode", ["lower_lr_stops_blowup"], "a lower learning rate"),
     "init": ("gradients explode", ["he_with_relu"], "a variance-preserving initialisation (He for ReLU, LeCun/Xavier "
                                                     "for tanh) instead of large weights"),
-    "branch_scaling": ("gradients explode without normalisation", ["fixup_trains_deep", "rezero_trains_deep"],
+    "branch_scaling": ("gradients explode without normalisation", ["fixup_trains_deep", "rezero_trains_deep",
+                                                                   "rezero_conv_high_lr", "fixup_conv_high_lr"],
                        "if the net is residual: scaled branches (Fixup, or ReZero: h = x + alpha F(x), alpha = 0 "
                        "at init) instead of normalisation"),
     "forget_bias": ("LSTM gradients vanish through time", ["chrono_helps", "forget_bias1_helps"],
@@ -278,7 +282,8 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
     keys = []
     vanish = rep.verdict == "vanishing" or rep.time_verdict == "vanishing"
     if rep.verdict == "vanishing":
-        keys += (["activation"] if saturating else []) + ([] if has_norm else ["normalise"]) + ["skips", "deep_supervision"]
+        keys += (["activation"] if saturating else []) + ([] if has_norm else ["normalise", "lsuv"]) + ["skips",
+                                                                                                "deep_supervision"]
     if rep.time_verdict == "vanishing" and vanilla_rnn:
         keys += ["gated"]
     if rep.time_verdict == "vanishing" and any(isinstance(m, nn.LSTM) for m in mods):
