@@ -140,3 +140,13 @@ def test_theory_overlay_drawn_from_tables_read_on_first_use(tmp_path):
     fig = grad_depth_init.make(load_frames(tmp_path, f.report))
     dashed = [ln for ax in fig.axes for ln in ax.lines if ln.get_linestyle() == "--"]
     assert len(dashed) == 1     # the synthetic theory table has one activation x init: sigmoid, default
+
+
+def test_matching_selects_rows_by_spec_values_numbers_as_numbers():
+    """A profile's `where: {depth: 50}` must match a float column (50.0) and `task: adding` a text one."""
+    from vgbench.figures._data import matching
+    df = pd.DataFrame({"depth": [50.0, 20.0, np.nan], "task": ["adding", "adding", "copy"], "lr": [0.1, 0.01, 0.1]})
+    assert matching(df, {"depth": 50}).index.tolist() == [0]
+    assert matching(df, {"task": "adding", "lr": 0.01}).index.tolist() == [1]
+    assert matching(df, {"width": 8}).empty           # not a column: nothing, not everything
+    assert matching(df, {}).index.tolist() == [0, 1, 2]

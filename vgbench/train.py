@@ -165,7 +165,7 @@ class VGModule(pl.LightningModule):
 
     def weight_norm(self) -> float:
         with torch.no_grad():
-            n = float(torch.nn.utils.get_total_norm([p.detach() for p in self._params], foreach=True))
+            n = float(torch.nn.utils.get_total_norm(self._params, foreach=True))
         return n if math.isfinite(n) else None
 
     def training_step(self, batch, batch_idx):

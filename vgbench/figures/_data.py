@@ -25,6 +25,19 @@ def with_labels(df: pd.DataFrame, col: str = "labels") -> pd.DataFrame:
     return df.join(lab[[c for c in lab.columns if c not in df.columns]])
 
 
+def matching(df: pd.DataFrame, sel: dict) -> pd.DataFrame:
+    """The rows whose columns equal the spec's values ({axis or config key: value}; numbers compared
+    as numbers, so depth 50 matches 50.0); none when a key is not a column."""
+    for k, v in sel.items():
+        if k not in df:
+            return df.iloc[:0]
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            df = df[pd.to_numeric(df[k], errors="coerce") == v]
+        else:
+            df = df[df[k].astype(str) == str(v)]
+    return df
+
+
 def final_runs(frames) -> pd.DataFrame:
     r = frames["runs"]
     return with_labels(r[r["stage"] == "final"]) if len(r) else r

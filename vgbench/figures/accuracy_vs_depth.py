@@ -5,7 +5,7 @@ condition."""
 import matplotlib.pyplot as plt
 
 from vgbench.figures import style
-from vgbench.figures._data import ci_lines, conditions_of, spec
+from vgbench.figures._data import ci_lines, conditions_of, matching, spec
 
 
 def make(frames):
@@ -13,8 +13,8 @@ def make(frames):
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 2.6), squeeze=False)
     for ax, p in zip(axes.flat, panels):
         c = conditions_of(frames, p.get("study")) if p.get("study") else None
-        for k, v in (p.get("where") or {}).items():
-            c = c[c[k] == v] if c is not None and k in c else None
+        if c is not None and p.get("where"):
+            c = matching(c, p["where"])
         if c is None or c.empty or "depth" not in c:
             style.empty(ax)
             continue

@@ -14,17 +14,9 @@ import pandas as pd
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import CI, curves_of, final_runs, positive, spec
+from vgbench.figures._data import CI, curves_of, final_runs, matching, positive, spec
 
 SEQ = "task_args.seq_len"
-
-
-def _select(runs: pd.DataFrame, sel: dict) -> pd.DataFrame:
-    s = runs[runs["study"] == sel.get("study")] if len(runs) else runs
-    for k, v in sel.items():
-        if k != "study" and len(s):
-            s = s[s[k].astype(str) == str(v)] if k in s else s.iloc[:0]
-    return s
 
 
 def _relative(frames, study: str, kind: str, run_ids) -> pd.DataFrame:
@@ -49,7 +41,7 @@ def make(frames):
     fig, ax = plt.subplots(figsize=(3.6, 2.6))
     runs = final_runs(frames)
     rsel, msel = sp.get("rnn") or {}, sp.get("mlp") or {}
-    rnn, mlp = _select(runs, rsel), _select(runs, msel)
+    rnn, mlp = (matching(runs, sel) if len(runs) and sel else runs.iloc[:0] for sel in (rsel, msel))
     if len(rnn) and SEQ in rnn:
         rnn = rnn[rnn[SEQ] == rnn[SEQ].max()]
     parts = []
