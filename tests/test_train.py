@@ -205,3 +205,48 @@ def test_weight_norm_is_the_l2_norm_of_all_parameters(tmp_path, tiny):
     w = m.loc[m.metric == "weight_norm"].sort_values("step")
     assert w.step.iloc[0] == 0 and w.value.iloc[0] == pytest.approx(s["weight_norm_init"])
     assert w.value.dropna().iloc[-1] > 1.5 * w.value.iloc[0]
+
+
+@pytest.mark.parametrize("extra", [{}, {"activation": "relu", "lr": 50.0, "width": 30, "depth": 1}])
+def test_lightning_chunk_size_does_not_change_a_run(tmp_path, tiny, monkeypatch, extra):
+    """Lightning hands training_step chunks of steps (train.Chunks); the chunk length is a cost
+    knob only: 1 (Lightning's own step per training step), 7 (does not divide the steps) and 50
+    give the same metrics, gradients and summary, also for a run that diverges mid-chunk.
+    46 steps of batch 50 on mnist1d's 4000 training examples cross no epoch; 160 steps (two
+    epochs) are checked for the data order across the reshuffle."""
+    from vgbench import train
+    cfg = load({**tiny, "steps": 160, "eval_every": 40, **extra})
+    outs = []
+    for k in (1, 7, 50):
+        monkeypatch.setattr(train.Chunks, "CHUNK", k)
+        s = run(cfg, tmp_path / f"k{k}")
+        for key in ("wall_s", "train_s", "setup_s", "run_id"):
+            s.pop(key)
+        outs.append((s, (tmp_path / f"k{k}" / paths.METRICS).read_text(),
+                     pd.read_parquet(tmp_path / f"k{k}" / paths.GRADIENTS)))
+    for s, m, g in outs[1:]:
+        assert s == outs[0][0] and m == outs[0][1]
+        pd.testing.assert_frame_equal(g, outs[0][2])
+    s = outs[0][0]
+    assert (s["status"], s["steps"]) == (("diverged", s["diverged_at_step"]) if extra else ("ok", 160))
+
+
+def test_final_measurement_batch_follows_the_training_stream(tmp_path, tiny, monkeypatch):
+    """The batch of the last gradient measurement is drawn after training from the same seeded
+    generator; the training stream has drawn steps + 1 batches by then (the one more batch
+    Lightning prefetched when it was handed single batches), so a run's final measurement -- and
+    every run id's results -- are the same as before training was chunked."""
+    from vgbench import train
+    drawn = []
+
+    class Counting(train.Batches):
+        def __iter__(self):
+            drawn.append(0)
+            i = len(drawn) - 1
+            for b in super().__iter__():
+                drawn[i] += 1
+                yield b
+
+    monkeypatch.setattr(train, "Batches", Counting)
+    run(load({**tiny, "steps": 80}), tmp_path / "r")  # 80 batches of 50 = one epoch of 4000
+    assert drawn == [81, 1]
