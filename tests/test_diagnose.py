@@ -98,6 +98,46 @@ def test_resnet18_runs_in_seconds():
     assert rep.verdict in ("vanishing", "exploding", "healthy")
 
 
+class Basic(nn.Module):
+    """torchvision's BasicBlock (He et al. 2016), for a ResNet-18 without torchvision."""
+
+    def __init__(self, c_in, c, stride):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(c_in, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c)
+        self.c2, self.b2 = nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c)
+        self.relu = nn.ReLU()
+        self.down = None if stride == 1 and c_in == c else nn.Sequential(
+            nn.Conv2d(c_in, c, 1, stride, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        skip = x if self.down is None else self.down(x)
+        return self.relu(self.b2(self.c2(self.relu(self.b1(self.c1(x))))) + skip)
+
+
+def resnet18():
+    torch.manual_seed(0)
+    blocks, c_in = [], 64
+    for c, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        blocks += [Basic(c_in, c, stride), Basic(c, c, 1)]
+        c_in = c
+    return nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                         nn.MaxPool2d(3, 2, 1), *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(512, 1000))
+
+
+def test_a_resnet18_is_diagnosed_layer_by_layer():
+    """ResNet-18's architecture (11.7 M parameters, 20 convolutions, 20 batch norms, the fc head)
+    at batch 8: every layer with weights gets its gradient norms, in forward order, and with batch
+    norm and skips the net is not vanishing. (`vgbench diagnose` of it takes ~1 s, README.)"""
+    net = resnet18()
+    assert sum(p.numel() for p in net.parameters()) == 11_689_512  # torchvision's resnet18
+    rep = diagnose(net, torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    types = [l["type"] for l in rep.layers]
+    assert types.count("Conv2d") == 20 and types.count("BatchNorm2d") == 20 and types[-1] == "Linear"
+    assert types[0] == "Conv2d" and all(l["weight_grad"] > 0 for l in rep.layers)
+    assert rep.verdict != "vanishing"
+
+
 def test_norms_equal_autograd_and_the_model_is_left_unchanged():
     net = mlp(3, nn.Tanh, width=8)
     before = {k: v.clone() for k, v in net.state_dict().items()}

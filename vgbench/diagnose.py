@@ -434,3 +434,14 @@ def main(args) -> int:
     style.save(rep.plot(), str(out / "diagnose"), {"figure": "diagnose", "target": args.target})
     print(f"\nwritten: {out / 'diagnose.json'}, {out / 'diagnose.pdf'}, {out / 'diagnose.png'}")
     return 0
+
+
+class _CallableModule(type(sys)):
+    """`vgbench.diagnose(model, example_input)` -- the notebook API the module is named after --
+    calls diagnose() above; `from vgbench.diagnose import diagnose` keeps working."""
+
+    def __call__(self, model: nn.Module, example_input: torch.Tensor, **kwargs) -> Report:
+        return diagnose(model, example_input, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
