@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="diagnose", help="folder for diagnose.json / .pdf / .png")
     d.set_defaults(func=lambda a: __import__("vgbench.diagnose", fromlist=["x"]).main(a))
 
+    pw = sub.add_parser("power", help="the smallest p each claim's test can give with its seeds (before the final runs)")
+    pw.add_argument("profile", help="configs/<profile>.yaml")
+    pw.set_defaults(func=lambda a: __import__("vgbench.power", fromlist=["x"]).main(a))
+
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
     b.add_argument("--steps", type=int, default=2000)
     b.add_argument("--depth", type=int, default=None, help="default: 20 (mlp), 4 blocks (transformer)")

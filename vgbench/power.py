@@ -1,0 +1,92 @@
+"""`vgbench power PROFILE`: can each pre-registered claim be supported at all with its seeds?
+
+Run before the final runs. Some of the evaluator's tests are discrete, so their p-value has a
+floor that no effect, however clear, can go below:
+  - rates (Fisher's exact test, two-sided): every control seed diverged and no treatment seed
+    did gives p = 1 / C(n + n_c, n) per tail; 5 v 5: 0.0079, 8 v 8: 1.6e-4;
+  - paired outcomes that move in whole grid steps (`trainable`): when every pair differs by the
+    same amount the t-test is undefined and the evaluator uses the exact sign test,
+    p = 2 * 0.5^n; 5 pairs: 0.0625 -- the clearest possible result is not significant.
+Holm within a family of m claims rejects the smallest p first at alpha / m: a claim whose floor is
+below alpha / m can be supported whatever the rest of its family does; below alpha only if its
+family's other claims are rejected before it; at or above alpha never. Continuous outcomes
+(t-tests) and equivalence claims (CI inside the margin) have no floor; the pilot's effect and
+spread size them (see the profiles' headers).
+"""
+from __future__ import annotations
+
+import math
+
+from vgbench.claims import ALONG, ALPHA, Claim
+
+
+def units(claim: Claim, study, selector: dict | None) -> int:
+    """Independent units of one arm: seeds x the values of the axes its selector leaves free
+    (an outcome along an axis is one value per seed and remaining free axes)."""
+    if selector is None:
+        return 0
+    n = len(study.seeds)
+    for axis, vals in study.axes.items():
+        if axis not in selector and axis != claim.along:
+            n *= len(vals)
+    return n
+
+
+def floor(claim: Claim, n: int, n_c: int, paired: bool) -> tuple[float | None, str]:
+    """The smallest p the claim's test can give with n treatment and n_c control units (None: no
+    floor) and the test's name."""
+    from scipy import stats as st
+    if claim.test == "equivalence":
+        return None, "equivalence (CI inside the margin)"
+    if claim.test == "rates":
+        return float(st.fisher_exact([[n, 0], [0, n_c]]).pvalue), f"Fisher, {n} v {n_c}"
+    if claim.control is None:
+        return None, "one-sample t-test"
+    if claim.outcome in ALONG and claim.outcome != "score_auc" and paired:
+        return float(st.binomtest(n, n, 0.5).pvalue), f"sign test if every pair differs alike, {n} pairs"
+    return None, ("paired" if paired else "Welch") + " t-test"
+
+
+def table(prof):
+    """One row per claim: its family size, test, p floor, the Holm-adjusted floor and whether the
+    claim can be supported at its clearest outcome."""
+    import pandas as pd
+    fam = pd.Series([c.family for c in prof.claims]).value_counts().to_dict()
+    rows = []
+    for c in prof.claims:
+        study = prof.studies[c.study]
+        n, n_c = units(c, study, c.treatment), units(c, study, c.control)
+        paired = c.paired and c.test != "rates" and c.control is not None and n == n_c
+        p, test = floor(c, n, n_c, paired)
+        m = fam[c.family]
+        if p is None:
+            verdict = "no floor"
+        elif p < ALPHA / m:
+            verdict = "can be supported"
+        elif p < ALPHA:
+            verdict = "only if the rest of its family is rejected first"
+        else:
+            verdict = "can never be supported"
+        rows.append({"claim": c.id, "family": c.family, "m": m, "test": test, "p_floor": p,
+                     "holm_floor": None if p is None else min(1.0, p * m), "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def main(args) -> int:
+    from vgbench.grid import load_profile
+    prof = load_profile(args.profile)
+    t = table(prof)
+    if t.empty:
+        print(f"{args.profile}: no claims")
+        return 0
+    w = max(len(c) for c in t["claim"])
+    print(f"{'claim':<{w}}  {'m':>2}  {'p floor':>9}  {'x m':>9}  test / verdict")
+    for r in t.to_dict("records"):
+        pf = "-" if r["p_floor"] is None or math.isnan(r["p_floor"]) else f"{r['p_floor']:.2g}"
+        hf = "-" if r["holm_floor"] is None or math.isnan(r["holm_floor"]) else f"{r['holm_floor']:.2g}"
+        print(f"{r['claim']:<{w}}  {r['m']:>2}  {pf:>9}  {hf:>9}  {r['test']}: {r['verdict']}")
+    never = int((t["verdict"] == "can never be supported").sum())
+    cond = int(t["verdict"].str.startswith("only if").sum())
+    print(f"{len(t)} claims, alpha {ALPHA} Holm within families: {never} can never be supported, "
+          f"{cond} only if the rest of their family is rejected first (add seeds to those)")
+    return 0
