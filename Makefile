@@ -7,7 +7,7 @@ PROFILE ?= configs/default.yaml
 # torch first, pinned: any other torch request can pull a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: reproduce frontier theory smoke test install install-dev report verify bench clean
+.PHONY: reproduce frontier theory followup smoke test install install-dev report verify bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,11 @@ frontier: $(BIN)/.installed
 theory: $(BIN)/.installed
 	$(BIN)/vgbench unlock-stale .
 	$(SNAKE) --cores $(CORES) --configfile configs/theory.yaml --config results=results/theory
+
+# pre-registered follow-ups of default-profile claims whose design lacked power: results/followup/
+followup: $(BIN)/.installed
+	$(BIN)/vgbench unlock-stale .
+	$(SNAKE) --cores $(CORES) --configfile configs/followup.yaml --config results=results/followup
 
 smoke: $(BIN)/.installed
 	$(BIN)/vgbench unlock-stale .
