@@ -1,9 +1,13 @@
 """Profiles -> RunSpecs: stable ids, validation naming the study and the run."""
+from pathlib import Path
+
 import pytest
 import yaml
 
 from vgbench import cli, grid
-from vgbench.config import ConfigError
+from vgbench.config import ConfigError, load
+
+REPO = Path(__file__).resolve().parents[1]
 
 PROFILES = ["configs/smoke.yaml", "configs/default.yaml", "configs/full.yaml"]
 
@@ -141,3 +145,18 @@ def test_figure_panel_where_names_an_axis_value(tmp_path, where, ok):
     else:
         with pytest.raises(ConfigError, match="not a value of an axis of study 's'"):
             grid.load_profile(write(tmp_path, prof))
+
+
+def test_time_estimate_puts_the_longest_jobs_first():
+    """config.estimate_seconds orders the pipeline's jobs (Snakemake priority, longest first):
+    it scales with the steps, and in the default profile the recurrent jobs on T = 100 -- the
+    longest, measured -- outrank every MLP job."""
+    from vgbench.config import estimate_seconds
+    cfg = load({"task": "mnist1d", "model": "mlp", "depth": 5, "width": 64, "steps": 1000})
+    assert estimate_seconds(load({**cfg.to_dict(), "steps": 3000})) == pytest.approx(3 * estimate_seconds(cfg))
+    prof = grid.load_profile(REPO / "configs/default.yaml")
+    lr = {s.tune_key: s.cfg.lr for s in grid.tune_specs(prof)}  # any lr of the grid: the cost ignores it
+    cost = {j: sum(estimate_seconds(s.cfg) for s in specs) for j, specs in grid.jobs(grid.final_specs(prof, lr)).items()}
+    rnn = [c for j, c in cost.items() if "-rnn_tasks-" in j]
+    mlp = [c for j, c in cost.items() if "-mlp_mitigations-" in j]
+    assert len(rnn) == 4 and len(mlp) == 14 and min(c for c in rnn) > max(mlp)

@@ -13,6 +13,7 @@ rule tune_job:
         vg=VG,
         results=lambda wc, output: results_of(output[0]),
     threads: 1
+    priority: lambda wc: job_priority("tune", wc.job)
     resources:
         mem_mb=2000,
         runtime=120,
@@ -56,6 +57,7 @@ rule train_job:
         vg=VG,
         results=lambda wc, output: results_of(output[0]),
     threads: 1
+    priority: lambda wc: job_priority("final", wc.job)
     resources:
         mem_mb=2000,
         runtime=240,
