@@ -14,7 +14,7 @@ whole net decides vanishing (< 10^-2), exploding (> 10^2) or healthy; each run o
 layers whose local factor (consecutive-layer ratio) is below 1/2 or above 2 is reported as a
 vanishing or exploding range. Advice lists the mitigations that apply to the model, each with
 the effect the benchmark measured (a results folder's claims.csv, or the numbers shipped in
-vgbench/evidence/default_claims.csv and frontier_claims.csv, stated as such).
+vgbench/evidence/default_claims.csv, frontier_claims.csv and followup_claims.csv, stated as such).
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ EVIDENCE = Path(__file__).resolve().parent / "evidence"
 # the claims shipped with vgbench and the runs they come from (each file's runs trained at one commit)
 SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 2026-11-28, commit 477cbf0",
            EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29: 210 runs at commit b21d018, "
-                                             "the 172 of lsuv_tuned and conv_no_norm at 349115c"}
+                                             "the 172 of lsuv_tuned and conv_no_norm at 349115c",
+           EVIDENCE / "followup_claims.csv": "followup profile, run 2026-11-29: 264 runs at commit f04823c"}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.PReLU, nn.SELU, nn.ReLU6)
 SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("tanh", lambda a: 1 - a * a)}
@@ -44,10 +45,12 @@ SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("
 ADVICE = {
     "activation": ("saturating activations vanish", ["relu_helps", "he_with_relu"],
                 "ReLU with He initialisation instead of sigmoid/tanh"),
-    "normalise": ("deep stack without normalisation", ["batch_norm_helps"], "batch normalisation between layers"),
+    "normalise": ("deep stack without normalisation", ["batch_norm_helps", "batch_norm_deeper_8_seeds"],
+                  "batch normalisation between layers"),
     "lsuv": ("deep stack without normalisation", ["lsuv_tuned_beats_xavier", "lsuv_tuned_beats_he"],
              "LSUV initialisation (orthogonal, then each layer scaled to unit output variance on a data batch)"),
-    "skips": ("deep stack without skips", ["residual_helps", "resnet_helps"], "residual connections"),
+    "skips": ("deep stack without skips", ["residual_helps", "resnet_helps", "resnet_helps_12_seeds"],
+              "residual connections"),
     "deep_supervision": ("early layers get little gradient", ["aux_loss_gradients", "aux_loss_helps"],
                  "auxiliary losses on hidden layers (deep supervision)"),
     "gated": ("vanilla recurrent unit", ["lstm_adding", "gru_adding"], "an LSTM or GRU instead of a vanilla RNN"),

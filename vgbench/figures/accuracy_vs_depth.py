@@ -22,6 +22,7 @@ def make(frames):
         ax.axhline(float(c["baseline_value"].iloc[0]), color="0.5", ls=":", lw=0.8)
         ax.set_title(p.get("title", p["study"]))
         ax.set_xlabel("depth")
+        ax.set_xticks(sorted(c["depth"].unique()))  # the depths trained, not 2.5-spaced floats
         ax.set_ylabel("test accuracy" if str(c["metric"].iloc[0]).endswith("acc") else "test loss")
     fig.tight_layout()
     return fig
