@@ -277,6 +277,48 @@ def samples(o: pd.DataFrame, curves, claim: Claim, sel: dict) -> pd.Series:
     return pd.Series(vals, dtype=float)
 
 
+def test(c: Claim, x: pd.Series, y: pd.Series) -> dict:
+    """The claim's test on its treatment and control samples (indexed by their pairing key; y
+    empty without a control): paired, effect in the claimed direction, 95 % CI, Hedges' g, p
+    (and a note where the experiment cannot test the claim)."""
+    import numpy as np
+    from vgbench import stats
+    common = x.index.intersection(y.index) if c.control is not None else []
+    paired = c.paired and c.test != "rates" and len(common) == len(x) == len(y) and len(common) >= 2
+    row = {"paired": paired}
+    if c.control is None:
+        xs = c.sign * x.to_numpy(float)
+        p = float(stats.st.ttest_1samp(xs, 0.0).pvalue) if np.ptp(xs) > 0 else float(xs.mean() == 0)
+        lo, hi = stats.bootstrap_ci(xs)
+        row.update(effect=float(xs.mean()), ci_low=lo, ci_high=hi, hedges_g=math.nan, p=p)
+    elif c.test == "rates":
+        xa, ya = x.to_numpy(float), y.to_numpy(float)
+        table = [[int(xa.sum()), len(xa) - int(xa.sum())], [int(ya.sum()), len(ya) - int(ya.sum())]]
+        lo, hi = stats.bootstrap_diff_ci(xa, ya)
+        lo, hi = sorted((c.sign * lo, c.sign * hi))
+        row.update(effect=float(c.sign * (xa.mean() - ya.mean())), ci_low=lo, ci_high=hi, hedges_g=math.nan,
+                   p=float(stats.st.fisher_exact(table).pvalue))
+        # nothing to prevent (or to cause): the experiment cannot test the claim
+        if c.direction == "less" and ya.sum() == 0:
+            row["note"] = "control never diverged"
+    elif paired:
+        d = c.sign * (x.loc[common] - y.loc[common]).to_numpy(float)
+        lo, hi = stats.bootstrap_ci(d)
+        if np.ptp(d) > 0:
+            p = float(stats.st.ttest_rel(x.loc[common], y.loc[common]).pvalue)
+        else:  # every pair differs by the same amount: the t-test is undefined; exact sign test
+            p = 1.0 if d[0] == 0 else float(stats.st.binomtest(len(d), len(d), 0.5).pvalue)
+        sd = d.std(ddof=1)
+        row.update(effect=float(d.mean()), ci_low=lo, ci_high=hi, p=p,
+                   hedges_g=float(d.mean() / sd * (1 - 3 / (4 * (len(d) - 1) - 1))) if sd > 0 else math.nan)
+    else:
+        r = stats.compare(x.to_numpy(float), y.to_numpy(float))
+        lo, hi = sorted((c.sign * r["diff_ci_low"], c.sign * r["diff_ci_high"]))
+        row.update(effect=c.sign * r["diff"], ci_low=lo, ci_high=hi, hedges_g=c.sign * r["hedges_g"],
+                   p=r["p_welch"])
+    return row
+
+
 def evaluate(o: pd.DataFrame, curves: pd.DataFrame | None, claims: list[Claim]) -> pd.DataFrame:
     """One row per claim: n, effect in the claimed direction with its 95 % CI, p, p_Holm within
     the claim's family, verdict (and a note where the design cannot decide)."""
@@ -294,39 +336,7 @@ def evaluate(o: pd.DataFrame, curves: pd.DataFrame | None, claims: list[Claim]) 
         if len(x) < 2 or (c.control is not None and len(y) < 2):
             rows.append({**row, "note": "too few runs"})
             continue
-        common = x.index.intersection(y.index) if c.control is not None else []
-        paired = c.paired and c.test != "rates" and len(common) == len(x) == len(y) and len(common) >= 2
-        row["paired"] = paired
-        if c.control is None:
-            xs = c.sign * x.to_numpy(float)
-            p = float(stats.st.ttest_1samp(xs, 0.0).pvalue) if np.ptp(xs) > 0 else float(xs.mean() == 0)
-            lo, hi = stats.bootstrap_ci(xs)
-            row.update(effect=float(xs.mean()), ci_low=lo, ci_high=hi, hedges_g=math.nan, p=p)
-        elif c.test == "rates":
-            xa, ya = x.to_numpy(float), y.to_numpy(float)
-            table = [[int(xa.sum()), len(xa) - int(xa.sum())], [int(ya.sum()), len(ya) - int(ya.sum())]]
-            lo, hi = stats.bootstrap_diff_ci(xa, ya)
-            lo, hi = sorted((c.sign * lo, c.sign * hi))
-            row.update(effect=float(c.sign * (xa.mean() - ya.mean())), ci_low=lo, ci_high=hi, hedges_g=math.nan,
-                       p=float(stats.st.fisher_exact(table).pvalue))
-            # nothing to prevent (or to cause): the experiment cannot test the claim
-            if c.direction == "less" and ya.sum() == 0:
-                row["note"] = "control never diverged"
-        elif paired:
-            d = c.sign * (x.loc[common] - y.loc[common]).to_numpy(float)
-            lo, hi = stats.bootstrap_ci(d)
-            if np.ptp(d) > 0:
-                p = float(stats.st.ttest_rel(x.loc[common], y.loc[common]).pvalue)
-            else:  # every pair differs by the same amount: the t-test is undefined; exact sign test
-                p = 1.0 if d[0] == 0 else float(stats.st.binomtest(len(d), len(d), 0.5).pvalue)
-            sd = d.std(ddof=1)
-            row.update(effect=float(d.mean()), ci_low=lo, ci_high=hi, p=p,
-                       hedges_g=float(d.mean() / sd * (1 - 3 / (4 * (len(d) - 1) - 1))) if sd > 0 else math.nan)
-        else:
-            r = stats.compare(x.to_numpy(float), y.to_numpy(float))
-            lo, hi = sorted((c.sign * r["diff_ci_low"], c.sign * r["diff_ci_high"]))
-            row.update(effect=c.sign * r["diff"], ci_low=lo, ci_high=hi, hedges_g=c.sign * r["hedges_g"],
-                       p=r["p_welch"])
+        row.update(test(c, x, y))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:

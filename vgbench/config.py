@@ -339,14 +339,20 @@ def train_size(task: str, task_args: Mapping) -> int:
     return task_args["n_train"]
 
 
+def _shape(cfg: RunConfig) -> tuple:
+    """(time steps, features per step, spatial length) of one example of the run's task."""
+    T, feat, space = _SHAPES[cfg.task]
+    if T is None:
+        T = cfg.task_args["seq_len"] + (20 if cfg.task == "copy" else 0)
+    return T, feat, space
+
+
 def estimate_bytes(cfg: RunConfig) -> int:
     """A generous estimate of a run's peak memory in bytes (float32): parameters with their
     gradients and optimizer state, the data of all splits, and the activations of one batch
     kept for backward. Meant to refuse what cannot fit, not to predict within 2x."""
-    T, feat, space = _SHAPES[cfg.task]
+    T, feat, space = _shape(cfg)
     a = cfg.task_args
-    if T is None:
-        T = a["seq_len"] + (20 if cfg.task == "copy" else 0)
     n_all = (a.get("n_train", 0) + a.get("n_val", 0) + a.get("n_test", 0)) or a.get("num_samples", DIGITS_N)
     W, D, B = cfg.width, cfg.depth, cfg.batch_size
     if cfg.model in RECURRENT:
@@ -371,9 +377,7 @@ def estimate_seconds(cfg: RunConfig) -> float:
     longest jobs first): a fixed cost per step plus one proportional to the multiply-adds of a
     batch, both fitted to the default profile's 1253 runs (2026-11-29); it ranks those runs with
     Spearman rho ~0.8 against their measured times and puts the four longest jobs first."""
-    T, feat, space = _SHAPES[cfg.task]
-    if T is None:
-        T = cfg.task_args["seq_len"] + (20 if cfg.task == "copy" else 0)
+    T, feat, space = _shape(cfg)
     W, D = cfg.width, cfg.depth
     if cfg.model in RECURRENT:
         work = T * D * W * W * {"lstm": 4, "gru": 8}.get(cfg.model, 1)  # torch's CPU GRU kernel: 2x the LSTM's time

@@ -7,6 +7,8 @@ floor that no effect, however clear, can go below:
   - paired outcomes that move in whole grid steps (`trainable`): when every pair differs by the
     same amount the t-test is undefined and the evaluator uses the exact sign test,
     p = 2 * 0.5^n; 5 pairs: 0.0625 -- the clearest possible result is not significant.
+The floor is the evaluator's own test (claims.test) run on that clearest result, so it follows
+whatever test the evaluator picks.
 Holm within a family of m claims rejects the smallest p first at alpha / m: a claim whose floor is
 below alpha / m can be supported whatever the rest of its family does; below alpha only if its
 family's other claims are rejected before it; at or above alpha never. Continuous outcomes
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from vgbench.claims import ALONG, ALPHA, Claim
+from vgbench.claims import ALPHA, Claim
 
 
 def units(claim: Claim, study, selector: dict | None) -> int:
@@ -32,19 +34,26 @@ def units(claim: Claim, study, selector: dict | None) -> int:
     return n
 
 
-def floor(claim: Claim, n: int, n_c: int, paired: bool) -> tuple[float | None, str]:
-    """The smallest p the claim's test can give with n treatment and n_c control units (None: no
-    floor) and the test's name."""
-    from scipy import stats as st
+DISCRETE = ("diverged", "trainable")  # outcomes whose clearest result is a fixed step, not an ever smaller p
+
+
+def floor(claim: Claim, n: int, n_c: int) -> tuple[float | None, str]:
+    """The p of the evaluator's own test (claims.test) on the clearest result a discrete outcome can
+    give -- every treatment unit one step better than every control unit -- with n and n_c units
+    (None: no floor) and the test's name."""
+    import pandas as pd
+    from vgbench.claims import test
     if claim.test == "equivalence":
         return None, "equivalence (CI inside the margin)"
-    if claim.test == "rates":
-        return float(st.fisher_exact([[n, 0], [0, n_c]]).pvalue), f"Fisher, {n} v {n_c}"
-    if claim.control is None:
-        return None, "one-sample t-test"
-    if claim.outcome in ALONG and claim.outcome != "score_auc" and paired:
-        return float(st.binomtest(n, n, 0.5).pvalue), f"sign test if every pair differs alike, {n} pairs"
-    return None, ("paired" if paired else "Welch") + " t-test"
+    if claim.outcome not in DISCRETE:
+        return None, "t-test"
+    good = 1.0 if claim.direction == "greater" else 0.0
+    x = pd.Series(good, index=range(n))
+    y = pd.Series(1.0 - good, index=range(n_c)) if claim.control is not None else pd.Series(dtype=float)
+    r = test(claim, x, y)
+    name = ("Fisher" if claim.test == "rates" else "sign test (every pair alike)" if r["paired"]
+            else "one-sample" if claim.control is None else "Welch")
+    return r["p"], f"{name}, {n} v {n_c}"
 
 
 def table(prof):
@@ -56,8 +65,7 @@ def table(prof):
     for c in prof.claims:
         study = prof.studies[c.study]
         n, n_c = units(c, study, c.treatment), units(c, study, c.control)
-        paired = c.paired and c.test != "rates" and c.control is not None and n == n_c
-        p, test = floor(c, n, n_c, paired)
+        p, test = floor(c, n, n_c)
         m = fam[c.family]
         if p is None:
             verdict = "no floor"

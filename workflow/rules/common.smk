@@ -1,4 +1,5 @@
 # Shared state of the workflow: the profile, the results folder, the job markers.
+import functools
 import os
 import sys
 from pathlib import Path
@@ -64,14 +65,16 @@ def final_jobs():
     return grid.jobs(grid.final_specs(PROF, selected))
 
 
-_COST = {}
+@functools.cache
+def job_costs(stage):
+    """Estimated seconds of each job's runs (computed once per stage; the final stage's once
+    select_lr has run)."""
+    jobs = TUNE_JOBS if stage == "tune" else final_jobs()
+    return {j: sum(estimate_seconds(s.cfg) for s in specs) for j, specs in jobs.items()}
 
 
 def job_priority(stage, job):
     """Longest jobs first: Snakemake starts the job with the highest priority among the ready
     ones, and a long job started last leaves the other cores idle at the end (the default
-    profile's GRU job ran alone for its last 7 minutes). Estimated seconds of the job's runs."""
-    if stage not in _COST:
-        jobs = TUNE_JOBS if stage == "tune" else final_jobs()
-        _COST[stage] = {j: sum(estimate_seconds(s.cfg) for s in specs) for j, specs in jobs.items()}
-    return _COST[stage].get(job, 0)
+    profile's GRU job ran alone for its last 7 minutes)."""
+    return job_costs(stage)[job]
