@@ -57,3 +57,15 @@ def test_power_command_names_the_claims_that_cannot_be_supported(tmp_path, capsy
     line = next(l for l in out.splitlines() if l.startswith("relu_he_trainable"))
     assert "0.062" in line and "can never be supported" in line
     assert "1 can never be supported" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize("seeds", [5, 8])
+def test_pipeline_warns_before_any_run_when_a_claim_can_never_be_supported(tmp_path, seeds):
+    from conftest import snake
+    _, _, p = _table(tmp_path, seeds)
+    err = snake(tmp_path, "-n", "--configfile", str(p)).stderr
+    line = [l for l in err.splitlines() if "can never be supported" in l]
+    if seeds == 5:
+        assert len(line) == 1 and "1 claim(s)" in line[0] and "relu_he_trainable" in line[0]
+    else:
+        assert line == []

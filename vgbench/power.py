@@ -80,6 +80,16 @@ def table(prof):
     return pd.DataFrame(rows)
 
 
+def warning(prof, profile: str) -> str | None:
+    """One line naming the claims whose test can never reach alpha with their seeds (None: none)."""
+    t = table(prof)
+    never = [] if t.empty else list(t.loc[t["verdict"] == "can never be supported", "claim"])
+    if not never:
+        return None
+    return (f"vgbench: {len(never)} claim(s) can never be supported with their seeds, however clear the "
+            f"result: {', '.join(never)} (add seeds; see `vgbench power {profile}`)")
+
+
 def main(args) -> int:
     from vgbench.grid import load_profile
     prof = load_profile(args.profile)
