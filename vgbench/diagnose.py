@@ -33,11 +33,13 @@ from vgbench.config import ConfigError
 THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5, "local_high": 2.0,
               "saturated_derivative": 0.05}
 EVIDENCE = Path(__file__).resolve().parent / "evidence"
-# the claims shipped with vgbench and the runs they come from (each file's runs trained at one commit)
-SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 2026-11-28, commit 477cbf0",
+# the claims shipped with vgbench and the runs (and commits) they come from
+SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 2026-11-28, commit 477cbf0 "
+                                            "(identical in fresh clones of ac49934 and 6d35451)",
            EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29: 210 runs at commit b21d018, "
                                              "the 172 of lsuv_tuned and conv_no_norm at 349115c",
-           EVIDENCE / "followup_claims.csv": "followup profile, run 2026-11-29: 264 runs at commit f04823c"}
+           EVIDENCE / "followup_claims.csv": ("followup profile, run 2026-11-29: 264 runs at commit f04823c, "
+                                             "the 192 of sigmoid_c_depth at 79d65a2")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.PReLU, nn.SELU, nn.ReLU6)
 SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("tanh", lambda a: 1 - a * a)}
