@@ -212,6 +212,17 @@ def test_answer_sentence_states_effect_ci_p_and_seeds():
     assert "p_Holm < 0.001" in text and "5 v 5 paired seeds" in text
 
 
+@pytest.mark.parametrize("lo, hi, where", [(0.005, 0.012, "inside"), (-0.01, 0.03, "across"), (0.03, 0.05, "outside")])
+def test_equivalence_answer_states_the_margin_not_p(lo, hi, where):
+    """An equivalence claim is decided by its CI against the margin; its t-test p says nothing about it."""
+    rows = pd.DataFrame([{"claim": "c changes little", "verdict": "supported", "effect": (lo + hi) / 2,
+                          "ci_low": lo, "ci_high": hi, "p_holm": 0.004, "n": 10, "n_base": 10,
+                          "kind": "equivalence", "margin": 0.02, "paired": True, "quantity": "score_auc",
+                          "experiment": "s: c vs base", "note": None}])
+    text = claims.answer(None, rows)
+    assert f"CI {where} the equivalence margin +-0.02" in text and "p_Holm" not in text
+
+
 def test_constant_paired_difference_uses_the_exact_sign_test():
     """3 seeds that all differ by exactly 4 (e.g. a trainable depth): p = 2 / 2^3, not 0."""
     rows = [{"study": "s", "variant": v, "labels": "{}", "seed": i, "run_id": f"{v}{i}", "final.test/acc": x}

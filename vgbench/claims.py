@@ -406,6 +406,10 @@ def answer(question, rows: pd.DataFrame) -> str:
             continue
         p = r["p_holm"]
         ptxt = "p_Holm < 0.001" if p < 0.001 else f"p_Holm = {p:.3f}"
+        if r["kind"] == "equivalence":  # decided by the CI against the margin, not by p
+            lo, hi, m = r["ci_low"], r["ci_high"], r["margin"]
+            where = "inside" if -m <= lo and hi <= m else "outside" if hi < -m or lo > m else "across"
+            ptxt = f"CI {where} the equivalence margin +-{m:g}"
         pair = "paired " if r.get("paired") is True else ""
         n = f"{int(r['n'])} v {int(r['n_base'])} {pair}seeds" if r["kind"] != "one_sample" else f"{int(r['n'])} seeds"
         note = f"; {r['note']}" if isinstance(r.get("note"), str) else ""
