@@ -24,6 +24,7 @@ def make(frames):
         acc = str(d["metric"].iloc[0]).endswith("acc")
         ax.set_title(task)
         ax.set_xlabel("sequence length T")
+        ax.set_xticks(sorted(d["task_args.seq_len"].unique()))  # the lengths trained (25 was unlabelled)
         ax.set_ylabel("test accuracy" if acc else "test loss (lower is better)")
     fig.tight_layout()
     return fig
