@@ -365,6 +365,11 @@ def note_too_few_seeds(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def against_margin(lo: float, hi: float, m: float) -> str:
+    """Where a CI lies against an equivalence margin +-m: inside, outside or across it."""
+    return "inside" if -m <= lo and hi <= m else "outside" if hi < -m or lo > m else "across"
+
+
 def verdict(r: dict) -> str:
     """supported: significant (Holm) in the claimed direction -- or, for an equivalence claim,
     the CI inside +-margin; not supported: significant the other way, or the CI rules out
@@ -375,10 +380,10 @@ def verdict(r: dict) -> str:
         return "inconclusive"
     lo, hi, p = r["ci_low"], r["ci_high"], r["p_holm"]
     if r.get("kind") == "equivalence":
-        m = r["margin"]
-        if -m <= lo and hi <= m:
+        where = against_margin(lo, hi, r["margin"])
+        if where == "inside":
             return "supported"
-        if hi < -m or lo > m or (p < ALPHA and r["effect"] < 0):
+        if where == "outside" or (p < ALPHA and r["effect"] < 0):
             return "not supported"
         return "inconclusive"
     if p < ALPHA and r["effect"] > 0:
@@ -407,9 +412,7 @@ def answer(question, rows: pd.DataFrame) -> str:
         p = r["p_holm"]
         ptxt = "p_Holm < 0.001" if p < 0.001 else f"p_Holm = {p:.3f}"
         if r["kind"] == "equivalence":  # decided by the CI against the margin, not by p
-            lo, hi, m = r["ci_low"], r["ci_high"], r["margin"]
-            where = "inside" if -m <= lo and hi <= m else "outside" if hi < -m or lo > m else "across"
-            ptxt = f"CI {where} the equivalence margin +-{m:g}"
+            ptxt = f"CI {against_margin(r['ci_low'], r['ci_high'], r['margin'])} the equivalence margin +-{r['margin']:g}"
         pair = "paired " if r.get("paired") is True else ""
         n = f"{int(r['n'])} v {int(r['n_base'])} {pair}seeds" if r["kind"] != "one_sample" else f"{int(r['n'])} seeds"
         note = f"; {r['note']}" if isinstance(r.get("note"), str) else ""

@@ -34,6 +34,7 @@ def units(claim: Claim, study, selector: dict | None) -> int:
     return n
 
 
+NEVER = "can never be supported"
 DISCRETE = ("diverged", "trainable")  # outcomes whose clearest result is a fixed step, not an ever smaller p
 
 
@@ -74,7 +75,7 @@ def table(prof):
         elif p < ALPHA:
             verdict = "only if the rest of its family is rejected first"
         else:
-            verdict = "can never be supported"
+            verdict = NEVER
         rows.append({"claim": c.id, "family": c.family, "m": m, "test": test, "p_floor": p,
                      "holm_floor": None if p is None else min(1.0, p * m), "verdict": verdict})
     return pd.DataFrame(rows)
@@ -83,7 +84,7 @@ def table(prof):
 def warning(prof, profile: str) -> str | None:
     """One line naming the claims whose test can never reach alpha with their seeds (None: none)."""
     t = table(prof)
-    never = [] if t.empty else list(t.loc[t["verdict"] == "can never be supported", "claim"])
+    never = [] if t.empty else list(t.loc[t["verdict"] == NEVER, "claim"])
     if not never:
         return None
     return (f"vgbench: {len(never)} claim(s) can never be supported with their seeds, however clear the "
@@ -103,7 +104,7 @@ def main(args) -> int:
         pf = "-" if r["p_floor"] is None or math.isnan(r["p_floor"]) else f"{r['p_floor']:.2g}"
         hf = "-" if r["holm_floor"] is None or math.isnan(r["holm_floor"]) else f"{r['holm_floor']:.2g}"
         print(f"{r['claim']:<{w}}  {r['m']:>2}  {pf:>9}  {hf:>9}  {r['test']}: {r['verdict']}")
-    never = int((t["verdict"] == "can never be supported").sum())
+    never = int((t["verdict"] == NEVER).sum())
     cond = int(t["verdict"].str.startswith("only if").sum())
     print(f"{len(t)} claims, alpha {ALPHA} Holm within families: {never} can never be supported, "
           f"{cond} only if the rest of their family is rejected first (add seeds to those)")

@@ -7,6 +7,7 @@ gradients.parquet and, last and atomically, summary.json.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -226,19 +227,10 @@ class Chunks:
 
     def __iter__(self):
         for start in range(0, self.steps, self.CHUNK):
-            yield _Chunk(self.it, min(self.CHUNK, self.steps - start))
+            yield itertools.islice(self.it, min(self.CHUNK, self.steps - start))  # draws when iterated
 
     def finish(self) -> None:
         next(self.it)
-
-
-class _Chunk:
-    def __init__(self, it, n: int):
-        self.it, self.n = it, n
-
-    def __iter__(self):
-        for _ in range(self.n):
-            yield next(self.it)
 
 
 class Progress:

@@ -4,13 +4,13 @@ import os
 import sys
 from pathlib import Path
 
-from vgbench import grid, paths
+from vgbench import grid, paths, power
 from vgbench.config import estimate_seconds
 from vgbench.select_lr import read_selected
 
 PROFILE = str((workflow.overwrite_configfiles or [os.path.join(workflow.basedir, "configs/default.yaml")])[-1])
 PROF = grid.load_profile(PROFILE)  # validates every run before any job starts
-if workflow.is_main_process and (_weak := __import__("vgbench.power", fromlist=["x"]).warning(PROF, PROFILE)):
+if workflow.is_main_process and (_weak := power.warning(PROF, PROFILE)):
     print(_weak, file=sys.stderr)  # before the runs, so a pre-registration can still add seeds
 R = str(config.get("results", "results"))
 VG = f"{sys.executable} -m vgbench"  # the Python that runs Snakemake has vgbench installed
