@@ -156,7 +156,7 @@ def test_time_estimate_puts_the_longest_jobs_first():
     assert estimate_seconds(load({**cfg.to_dict(), "steps": 3000})) == pytest.approx(3 * estimate_seconds(cfg))
     prof = grid.load_profile(REPO / "configs/default.yaml")
     lr = {s.tune_key: s.cfg.lr for s in grid.tune_specs(prof)}  # any lr of the grid: the cost ignores it
-    cost = {j: sum(estimate_seconds(s.cfg) for s in specs) for j, specs in grid.jobs(grid.final_specs(prof, lr)).items()}
+    cost = grid.job_seconds(grid.jobs(grid.final_specs(prof, lr)))
     rnn = [c for j, c in cost.items() if "-rnn_tasks-" in j]
     mlp = [c for j, c in cost.items() if "-mlp_mitigations-" in j]
     assert len(rnn) == 4 and len(mlp) == 14 and min(c for c in rnn) > max(mlp)

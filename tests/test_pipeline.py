@@ -76,14 +76,13 @@ def test_jobs_start_longest_first(smoke):
     on an otherwise idle machine. A priority that is ignored or inverted fails this (checked: without
     the rules' `priority` the smoke tune job estimated 0.013 s started in the first round, the
     0.169 s one after it)."""
-    from vgbench.config import estimate_seconds
     from vgbench.select_lr import read_selected
     work, p = smoke
     prof = grid.load_profile(REPO / "configs/smoke.yaml")
     started = re.findall(r"wildcards: job=((?:tune|final)-\S+)", p.stdout + p.stderr)
     final = grid.final_specs(prof, read_selected(work / "results/tuning/selected_lr.csv"))
     for stage, specs in (("tune", grid.tune_specs(prof)), ("final", final)):
-        cost = {j: sum(estimate_seconds(s.cfg) for s in sp) for j, sp in grid.jobs(specs).items()}
+        cost = grid.job_seconds(grid.jobs(specs))
         # jobs whose estimates differ only by float rounding (1e-17) are ties: either may start first
         order = [round(cost[j], 9) for j in started if j.startswith(stage + "-")]
         assert len(order) == len(cost) > 3 and max(order) > 2 * min(order)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vgbench import paths
-from vgbench.config import ConfigError, RunConfig, _unknown, config_hash, load, merge, read_yaml
+from vgbench.config import ConfigError, RunConfig, _unknown, config_hash, estimate_seconds, load, merge, read_yaml
 
 PROFILE_KEYS = ("profile", "description", "defaults", "tune_seeds", "job_by", "studies", "questions", "claims",
                 "report")
@@ -329,3 +329,9 @@ def jobs(specs: list[RunSpec]) -> dict[str, list[RunSpec]]:
     for s in specs:
         out.setdefault(s.job, []).append(s)
     return out
+
+
+def job_seconds(by_job: dict[str, list[RunSpec]]) -> dict[str, float]:
+    """Each job's estimated seconds (config.estimate_seconds summed over its runs; `by_job` as
+    jobs() gives it): the pipeline's job priority, longest first."""
+    return {j: sum(estimate_seconds(s.cfg) for s in sp) for j, sp in by_job.items()}

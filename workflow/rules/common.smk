@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 from vgbench import grid, paths, power
-from vgbench.config import estimate_seconds
 from vgbench.select_lr import read_selected
 
 PROFILE = str((workflow.overwrite_configfiles or [os.path.join(workflow.basedir, "configs/default.yaml")])[-1])
@@ -71,8 +70,7 @@ def final_jobs():
 def job_costs(stage):
     """Estimated seconds of each job's runs (computed once per stage; the final stage's once
     select_lr has run)."""
-    jobs = TUNE_JOBS if stage == "tune" else final_jobs()
-    return {j: sum(estimate_seconds(s.cfg) for s in specs) for j, specs in jobs.items()}
+    return grid.job_seconds(TUNE_JOBS if stage == "tune" else final_jobs())
 
 
 def job_priority(stage, job):
