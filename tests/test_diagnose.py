@@ -181,13 +181,38 @@ def test_cli_writes_json_png_pdf(tmp_path, capsys):
     (["{f}:net", "--input-shape", "4,x"], "--input-shape"),
     (["{f}:net", "--input-shape", "7"], "failed on input of shape"),
     (["{f}:net"], "--input-shape"),
+    (["{f}:net", "--input-shape", "40", "--batch", "0"], "--batch: must be an integer >= 1"),
+    (["{f}:net", "--input-shape", "40", "--steps", "-3"], "--steps: must be an integer >= 0"),
+    (["{f}:net", "--input-shape", "40", "--lr", "nan"], "--lr: must be a positive finite number"),
+    (["{f}:net", "--input-shape", "4", "--task", "mnist1d"], "one mnist1d example has 40"),
+    (["{f}:net", "--input-shape", "100000,100000"], "cannot make a random batch"),
+    (["{f}:net", "--input-shape", "40", "--results", "{tmp}/noresults"], "no {tmp}/noresults/stats/claims.csv"),
+    (["{f}:wrong", "--input-shape", "40"], "failed on input of shape (64, 40): ValueError: not this input"),
 ])
 def test_cli_bad_target_or_shape_exit_2(tmp_path, capsys, args, words):
     f = tmp_path / "m.py"
-    f.write_text("import torch.nn as nn\ndef net():\n    return nn.Sequential(nn.Linear(40, 8), nn.ReLU(), nn.Linear(8, 2))\n")
-    code = cli.main(["diagnose", *[a.replace("{f}", str(f)) for a in args], "--out", str(tmp_path / "o")])
+    f.write_text("import torch.nn as nn\ndef net():\n    return nn.Sequential(nn.Linear(40, 8), nn.ReLU(), nn.Linear(8, 2))\n"
+                 "class Wrong(nn.Linear):\n    def forward(self, x):\n        raise ValueError('not this input')\n"
+                 "def wrong():\n    return Wrong(40, 2)\n")
+    try:
+        code = cli.main(["diagnose", *[a.replace("{f}", str(f)).replace("{tmp}", str(tmp_path)) for a in args],
+                         "--out", str(tmp_path / "o")])
+    except SystemExit as e:   # argparse's own errors (bad option values) exit 2 this way
+        code = e.code
     err = capsys.readouterr().err
-    assert code == 2 and words in err and "Traceback" not in err
+    assert code == 2 and words.replace("{tmp}", str(tmp_path)) in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()   # nothing written when the input is bad
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_cli_out_at_or_under_a_file_exits_2_before_any_work(tmp_path, capsys, where):
+    f = tmp_path / "thesis.tex"
+    f.write_text("hi")
+    out = f if where == "file" else f / "o"
+    code = cli.main(["diagnose", "nomodule:net", "--input-shape", "40", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and ("is a file" in err or "is an existing file" in err) and "cannot import" not in err
+    assert f.read_text() == "hi"
 
 
 def test_lstm_vanishing_through_time_gets_the_forget_bias_advice_with_shipped_frontier_evidence():

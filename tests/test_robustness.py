@@ -210,6 +210,42 @@ def test_verify_on_a_corrupt_manifest_exits_2(tmp_path, capsys, content):
     assert "not a vgbench manifest" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["status", "{smoke}", "--cores", "0"], "--cores: must be an integer >= 1, got 0"),
+    (["bench", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
+    (["bench", "--repeats", "0"], "--repeats: must be an integer >= 1, got 0"),
+    (["bench", "--width", "0"], "--width: must be an integer >= 1, got 0"),
+    (["bench", "--model", "rnn", "--seq-len", "x"], "--seq-len: must be an integer >= 1, got 'x'"),
+])
+def test_bad_command_line_numbers_exit_2(capsys, argv, words):
+    with pytest.raises(SystemExit) as e:
+        cli.main([a.replace("{smoke}", str(REPO / "configs/smoke.yaml")) for a in argv])
+    assert e.value.code == 2 and words in _err(capsys)
+
+
+@pytest.mark.parametrize("stage", [["stats"], ["theory"], ["figure", "accuracy_vs_depth"], ["table", "claims"],
+                                   ["wandb-summary"]])
+def test_a_stage_given_a_missing_results_folder_exits_2_and_writes_nothing(tmp_path, capsys, stage):
+    gone = tmp_path / "typo"
+    assert cli.main([*stage, str(REPO / "configs/smoke.yaml"), "--results", str(gone)]) == 2
+    assert f"--results {gone}: no such results folder" in _err(capsys)
+    assert not gone.exists()   # before: figure/table/wandb-summary drew empty outputs into a new folder
+
+
+@pytest.mark.parametrize("stage, first", [(["stats"], "aggregate stage"), (["figure", "exploding"], "aggregate stage"),
+                                          (["table", "answers"], "aggregate stage"),
+                                          (["wandb-summary"], "stats and theory stages")])
+def test_a_stage_whose_inputs_are_missing_names_the_stage_to_run_first(tmp_path, capsys, stage, first):
+    assert cli.main([*stage, str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path)]) == 1
+    assert f"run the {first} first" in _err(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unlock_stale_on_a_missing_directory_exits_2(tmp_path, capsys):
+    assert cli.main(["unlock-stale", str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in _err(capsys)
+
+
 # --- 10. provenance -----------------------------------------------------------------------
 def test_config_json_records_torch_threads(tmp_path, tiny):
     import torch

@@ -53,6 +53,29 @@ def _grid(args) -> int:
     return 0
 
 
+def _at_least(low: int):
+    """argparse type: an integer >= low (a bad value exits 2 naming the option, like any argparse error)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {v}")
+        return v
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return v
+
+
 def _stage(module: str):
     def call(args) -> int:
         import importlib
@@ -106,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage("wandb-summary", "wandb_summary", "one aggregate W&B run with figures, tables and results")
 
     stage("status", "status", "runs complete / missing / diverged per study and stage, and the time left").add_argument(
-        "--cores", type=int, default=2, help="cores the remaining runs share (for the time estimate)")
+        "--cores", type=_at_least(1), default=2, help="cores the remaining runs share (for the time estimate)")
 
     vf = sub.add_parser("verify", help="recheck every output against results/MANIFEST.json")
     vf.add_argument("manifest", nargs="?", default="results/MANIFEST.json")
@@ -120,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("target", help="pkg.module:factory or path/to/file.py:factory returning an nn.Module")
     d.add_argument("--input-shape", help="one example's shape, e.g. 40 or 3,32,32 (random inputs)")
     d.add_argument("--task", help="use a batch of a vgbench task instead (mnist1d, digits, adding, ...)")
-    d.add_argument("--batch", type=int, default=64)
-    d.add_argument("--steps", type=int, default=0, help="also measure after this many SGD steps on the batch")
-    d.add_argument("--lr", type=float, default=0.01)
+    d.add_argument("--batch", type=_at_least(1), default=64)
+    d.add_argument("--steps", type=_at_least(0), default=0, help="also measure after this many SGD steps on the batch")
+    d.add_argument("--lr", type=_positive_float, default=0.01)
     d.add_argument("--loss", choices=("xent", "mse"), help="default: cross-entropy for class logits, else MSE")
     d.add_argument("--results", help="a results folder whose claims.csv gives the evidence (default: shipped)")
     d.add_argument("--out", default="diagnose", help="folder for diagnose.json / .pdf / .png")
@@ -133,12 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     pw.set_defaults(func=lambda a: __import__("vgbench.power", fromlist=["x"]).main(a))
 
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")
-    b.add_argument("--steps", type=int, default=2000)
-    b.add_argument("--depth", type=int, default=None, help="default: 20 (mlp), 4 blocks (transformer)")
-    b.add_argument("--width", type=int, default=None, help="default: 128 (mlp), 32 (recurrent), 64 (transformer)")
+    b.add_argument("--steps", type=_at_least(1), default=2000)
+    b.add_argument("--depth", type=_at_least(1), default=None, help="default: 20 (mlp), 4 blocks (transformer)")
+    b.add_argument("--width", type=_at_least(1), default=None, help="default: 128 (mlp), 32 (recurrent), 64 (transformer)")
     b.add_argument("--model", choices=("mlp", "rnn", "lstm", "gru", "transformer"), default="mlp")
-    b.add_argument("--seq-len", type=int, default=100, help="T of the adding task (recurrent models)")
-    b.add_argument("--repeats", type=int, default=1, help="alternate bare/instrumented this many times")
+    b.add_argument("--seq-len", type=_at_least(1), default=100, help="T of the adding task (recurrent models)")
+    b.add_argument("--repeats", type=_at_least(1), default=1, help="alternate bare/instrumented this many times")
     b.set_defaults(func=_bench)
     return p
 
@@ -165,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     except (Interrupted, SystemExit) as e:
         if isinstance(e, SystemExit) and type(e).__name__ != "SIGTERMException":
             raise
-        print(f"vgbench {args.command}: interrupted by SIGTERM; the run in progress is incomplete "
-              "(no summary.json) and is retrained when the same command is run again", file=sys.stderr)
+        what = ("the run in progress is incomplete (no summary.json) and is retrained when the same command "
+                "is run again") if args.command in ("train", "run-job") else \
+            "its outputs may be incomplete: run the same command again"
+        print(f"vgbench {args.command}: interrupted by SIGTERM; {what}", file=sys.stderr)
         return 143
     except FileNotFoundError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)

@@ -406,7 +406,26 @@ def _table(rep: Report, color: bool) -> str:
     return "\n".join(lines)
 
 
+def _check_paths(args) -> None:
+    """--out and --results, checked before any work: nothing is computed only to fail at the end."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is an existing file, not a folder")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--out {out}: {parent} is a file, so the folder cannot be made under it")
+    if args.results is not None:
+        claims = Path(args.results) / "stats" / "claims.csv"
+        if not claims.is_file():
+            raise ConfigError(f"--results {args.results}: no {claims} there (give a results folder the "
+                              "pipeline's stats stage has written, or leave --results out for the shipped numbers)")
+
+
 def main(args) -> int:
+    if not (args.task or args.input_shape):
+        raise ConfigError("give --input-shape (one example's shape, e.g. 40 or 3,32,32) or --task")
+    shape = _shape(args.input_shape) if args.input_shape else None
+    _check_paths(args)
     model = load_target(args.target)
     if args.task:
         from vgbench.config import load
@@ -415,19 +434,24 @@ def main(args) -> int:
         cfg = load({"task": args.task, "model": "rnn" if seq else "mlp"})
         task = load_task(cfg)
         x, y = task.x["train"][:args.batch], task.y["train"][:args.batch]
-        if args.input_shape:
-            x = x.reshape(len(x), *_shape(args.input_shape))
-    elif args.input_shape:
-        x, y = torch.randn((args.batch, *_shape(args.input_shape)), generator=torch.Generator().manual_seed(0)), None
+        if shape:
+            if math.prod(shape) != x[0].numel():
+                raise ConfigError(f"--input-shape {args.input_shape} has {math.prod(shape)} values but one "
+                                  f"{args.task} example has {x[0].numel()} (shape {tuple(x.shape[1:])})")
+            x = x.reshape(len(x), *shape)
     else:
-        raise ConfigError("give --input-shape (one example's shape, e.g. 40 or 3,32,32) or --task")
+        try:
+            x, y = torch.randn((args.batch, *shape), generator=torch.Generator().manual_seed(0)), None
+        except RuntimeError as e:
+            raise ConfigError(f"cannot make a random batch of shape {(args.batch, *shape)}: "
+                              f"{' '.join(str(e).split())[:200]}") from None
     try:
         rep = diagnose(model, x, y, args.loss, args.steps, args.lr, args.results)
     except ConfigError:
         raise
-    except RuntimeError as e:
-        raise ConfigError(f"the model failed on input of shape {tuple(x.shape)}: {' '.join(str(e).split())[:300]}") \
-            from None
+    except (RuntimeError, TypeError, ValueError, IndexError) as e:   # the user's forward rejected the input
+        raise ConfigError(f"the model failed on input of shape {tuple(x.shape)}: {type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:300]}") from None
     print(_table(rep, sys.stdout.isatty()))
     if rep.after is not None:
         print(f"\nafter {args.steps} SGD steps (lr {args.lr}):")

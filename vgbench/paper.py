@@ -22,7 +22,7 @@ def main(args) -> int:
     if shutil.which("latexmk") is None:
         print(f"vgbench paper: {INSTALL}")
         return 3
-    res = Path(args.results).resolve()
+    res = paths.require(args.results, "figure and table stages").resolve()
     build = paths.paper_build(res)
     build.mkdir(parents=True, exist_ok=True)
     for f in ("main.tex", "vgbench.bib"):

@@ -112,6 +112,32 @@ def table(name: str, results: str | Path = "results") -> Path:
     return Path(results) / TABLES / f"{name}.tex"
 
 
+def stage_inputs(results: str | Path = "results") -> dict:
+    """What each later stage reads, by the stage(s) that write it."""
+    return {"aggregate stage": [aggregate(n, results) for n in AGGREGATES],
+            "stats and theory stages": [stats(n, results) for n in (*STATS_TABLES, THEORY)],
+            "figure and table stages": [*(figure(n, "pdf", results) for n in FIGURE_NAMES),
+                                 *(table(n, results) for n in TABLE_NAMES)]}
+
+
+def require(results: str | Path, *stages: str) -> Path:
+    """Check a results folder before a stage reads it: ConfigError (exit 2) when `--results`
+    names no folder, FileNotFoundError naming the stage to run first when an input is missing
+    (so a mistyped --results never becomes a new folder of empty figures)."""
+    res = Path(results)
+    if not res.is_dir():
+        raise ConfigError(f"--results {res}: no such results folder" if not res.exists()
+                          else f"--results {res} is a file, not a results folder")
+    inputs = stage_inputs(res)
+    for stage in stages:
+        missing = [p for p in inputs[stage] if not p.is_file()]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise FileNotFoundError(f"{missing[0]} is missing{more}: run the {stage} first "
+                                    "(the pipeline does: snakemake --configfile PROFILE)")
+    return res
+
+
 def manifest(results: str | Path = "results") -> Path:
     return Path(results) / "MANIFEST.json"
 

@@ -9,8 +9,10 @@ Useful while the pipeline or a cluster works through a profile; reads only, writ
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from vgbench import grid, paths
+from vgbench.config import ConfigError
 from vgbench.provenance import run_commits
 
 
@@ -58,6 +60,11 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
 
 def main(args) -> int:
     prof = grid.load_profile(args.profile)
+    if Path(args.results).exists() and not Path(args.results).is_dir():
+        raise ConfigError(f"--results {args.results} is a file, not a results folder")
+    if not paths.runs_dir(args.results).is_dir():
+        print(f"note: {paths.runs_dir(args.results)} does not exist: no run has been written into "
+              f"--results {args.results} yet (is it the folder the pipeline writes?)")
     staged = _stages(prof, args.results)
     table = rows(prof, args.results, staged)
     print(f"{'study':<18} {'stage':<6} {'complete':>9} {'missing':>8} {'diverged':>9}  time left")

@@ -300,9 +300,9 @@ def main(args) -> int:
 
     import pandas as pd
 
-    res = Path(args.results)
     from vgbench import paths
     from vgbench import grid
+    res = paths.require(args.results, "aggregate stage")
     study = grid.load_profile(args.profile).report.get("init_study")
     runs = pd.read_parquet(paths.aggregate("runs", res))
     t = table(runs, pd.read_parquet(paths.aggregate("curves", res)), study, input_qs(runs, study))

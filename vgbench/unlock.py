@@ -55,6 +55,10 @@ def unlock_stale(workdir: str | Path = ".") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     workdir = Path((argv or sys.argv[1:] or ["."])[0])
+    if not workdir.is_dir():
+        print(f"vgbench unlock-stale: error: {workdir} is not a directory (give the pipeline's working "
+              "directory, the one holding .snakemake/)", file=sys.stderr)
+        return 2
     msg = unlock_stale(workdir)
     if msg != "no lock":
         print(f"vgbench unlock-stale: {msg}", file=sys.stderr)
