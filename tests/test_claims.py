@@ -31,6 +31,14 @@ def _claim(raw, i=2):
     return raw["claims"][i]
 
 
+def _trainable(c):
+    """The claim turned into a trainable-depth claim (its selectors leave the depth axis free)."""
+    c.update(outcome="trainable", along="depth")
+    for side in ("treatment", "control"):
+        c[side].pop("depth", None)
+    return c
+
+
 @pytest.mark.parametrize("edit, words", [
     (lambda r: _claim(r).update(study="nope"), "unknown study 'nope'"),
     (lambda r: _claim(r)["treatment"].update(variant="relu_hee"), "unknown variant 'relu_hee'"),
@@ -49,6 +57,16 @@ def _claim(raw, i=2):
     (lambda r: r["report"]["figures"]["rnn_seq_len"].update(study="rnn_taskz"), "unknown study 'rnn_taskz'"),
     (lambda r: r["report"]["figures"]["rnn_seq_len"]["variants"].append("gruu"), "unknown variant 'gruu'"),
     (lambda r: r["report"]["tables"].update(maintable={}), "unknown table 'maintable'"),
+    (lambda r: r["report"]["figures"]["rnn_seq_len"].update(study=["rnn_tasks"]), "unknown study ['rnn_tasks']"),
+    (lambda r: _claim(r).update(margin=0.02), "`margin` belongs to test 'equivalence' only"),
+    (lambda r: _claim(r).update(threshold=0.1), "`threshold` belongs to outcome 'trainable' only"),
+    (lambda r: _trainable(_claim(r)).update(threshold=-1), "threshold must be a number >= 0"),
+    (lambda r: _trainable(_claim(r)).update(threshold="high"), "threshold must be a number >= 0"),
+    (lambda r: _claim(r).update(paired="maybe"), "paired must be true or false"),
+    (lambda r: _claim(r).update(family=["a"]), "family must be a name"),
+    (lambda r: _claim(r).update(control=dict(_claim(r)["treatment"])), "treatment and control select the same runs"),
+    (lambda r: _claim(r).update(id=["a"]), "'id' must be a non-empty string"),
+    (lambda r: _claim(r).update(text=""), "'text' must be a non-empty string"),
 ])
 def test_bad_claims_fail_at_load_with_exit_2(tmp_path, capsys, edit, words):
     p = _profile(tmp_path, edit)

@@ -1,4 +1,5 @@
 """Profiles -> RunSpecs: stable ids, validation naming the study and the run."""
+import re
 from pathlib import Path
 
 import pytest
@@ -103,9 +104,17 @@ def test_tuning_and_selection_keys(tmp_path):
     (small(seeds=0), "seeds"),
     (small(lr_grid=[0.1, -1]), "lr_grid"),
     (small(variants={"a": {}, "b": {"activation": "sigmoid"}}), "same run config"),
+    (small(lr_grid=[]), "lr_grid is empty"),
+    (small(lr_grid=[0.1], tune_seeds=[1]), "tune_seeds [1] and the final seeds share 1"),
+    (small(lr_grid=[0.1], tune_seeds=3), "tune_seeds 3 (a count: seeds 0..2) and the final seeds share 0, 1"),
+    (small(variants={"a": {}, "b": {"activation": "relu"}}, baseline={"b": "b"}), "compares a variant with itself"),
+    (small(variants={"a": {"depth": 5}, "b": {}}, axes={"depth": [2, 3]}), "variant 'a' sets depth, an axis"),
+    (small(base={"model": "rnn", "task": "adding", "width": 4, "steps": 1}, axes={"task_args.seq_len": [5, 6]},
+           variants={"long": {"task_args": {"seq_len": 50}}, "b": {"width": 8}}), "sets task_args.seq_len, an axis"),
+    ({**small(), "profile": "../x"}, "profile name '../x' must use"),
 ])
 def test_bad_profiles_fail_at_load_naming_study(tmp_path, bad, msg):
-    with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(msg)):
         grid.load_profile(write(tmp_path, bad))
 
 

@@ -157,6 +157,9 @@ def validate(raw: dict, studies: dict, figures=()) -> ClaimSet:
         for k in ("id", "question", "text", "study", "treatment", "outcome"):
             if k not in c:
                 raise ConfigError(f"{where}: missing '{k}'")
+        for k in ("id", "text"):
+            if not isinstance(c[k], str) or not c[k].strip():
+                raise ConfigError(f"{where}: '{k}' must be a non-empty string, got {c[k]!r}")
         _choices("question", c["question"], qids, where)
         _choices("study", c["study"], list(studies), where)
         _choices("outcome", c["outcome"], list(OUTCOMES), where)
@@ -176,15 +179,32 @@ def validate(raw: dict, studies: dict, figures=()) -> ClaimSet:
                 raise ConfigError(f"{where}: an equivalence test needs margin > 0, got {m!r}")
         if test == "rates" and c["outcome"] != "diverged":
             raise ConfigError(f"{where}: test 'rates' compares divergence counts; use outcome 'diverged'")
+        if "margin" in c and test != "equivalence":
+            raise ConfigError(f"{where}: `margin` belongs to test 'equivalence' only (this claim's test is '{test}')")
         if c.get("control") is None and test != "superiority":
             raise ConfigError(f"{where}: test '{test}' needs a control")
+        if "threshold" in c:
+            t = c["threshold"]
+            if c["outcome"] != "trainable":
+                raise ConfigError(f"{where}: `threshold` belongs to outcome 'trainable' only")
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf:
+                raise ConfigError(f"{where}: threshold must be a number >= 0 (score above the trivial "
+                                  f"predictor), got {t!r}")
+        if not isinstance(c.get("paired", True), bool):
+            raise ConfigError(f"{where}: paired must be true or false, got {c['paired']!r}")
+        if not isinstance(c.get("family", "claims"), str):
+            raise ConfigError(f"{where}: family must be a name (the Holm family), got {c['family']!r}")
+        treatment = _selector(c["treatment"], study, f"{where}: treatment", along)
+        control = _selector(c.get("control"), study, f"{where}: control", along)
+        if treatment == control:
+            raise ConfigError(f"{where}: treatment and control select the same runs ({treatment}); "
+                              "a claim compares two different conditions")
         out.claims.append(Claim(
             id=str(c["id"]), question=c["question"], text=str(c["text"]), study=c["study"],
-            treatment=_selector(c["treatment"], study, f"{where}: treatment", along),
-            control=_selector(c.get("control"), study, f"{where}: control", along),
+            treatment=treatment, control=control,
             outcome=c["outcome"], direction=c.get("direction", "greater"), test=test,
-            family=str(c.get("family", "claims")), margin=c.get("margin"), along=along,
-            threshold=float(c.get("threshold", 0.05)), paired=bool(c.get("paired", True))))
+            family=c.get("family", "claims"), margin=c.get("margin"), along=along,
+            threshold=float(c.get("threshold", 0.05)), paired=c.get("paired", True)))
     ids = [c.id for c in out.claims]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"profile: claim ids repeat: {sorted({i for i in ids if ids.count(i) > 1})}")

@@ -109,6 +109,14 @@ def _seeds(v, where: str) -> list:
     raise ConfigError(f"{where}: seeds must be a positive count or a non-empty list of integers >= 0, got {v!r}")
 
 
+def _dotted(m: dict, prefix: str = "") -> list:
+    """Keys of a nested mapping in the axes' dotted form (task_args.seq_len)."""
+    out = []
+    for k, v in m.items():
+        out += _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return out
+
+
 def load_profile(path: str | Path) -> Profile:
     """Read and validate a profile; every run it implies is validated too (ConfigError
     naming the study and the run otherwise)."""
@@ -126,6 +134,9 @@ def load_profile(path: str | Path) -> Profile:
     if job_by not in ("variant", "study"):
         raise ConfigError(f"profile {path}: job_by must be 'variant' or 'study', got {job_by!r}")
     prof = Profile(name=str(raw.get("profile", Path(path).stem)), path=str(path), raw=raw, job_by=job_by)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", prof.name) or prof.name.startswith("."):
+        raise ConfigError(f"profile {path}: profile name {prof.name!r} must use letters, digits, _ . - only "
+                          "(it names W&B runs and figure metadata)")
     for name, s in studies_raw.items():
         where = f"study '{name}'"
         if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)):
@@ -146,12 +157,20 @@ def load_profile(path: str | Path) -> Profile:
         axes = s.get("axes") or {}
         if not isinstance(axes, dict):
             raise ConfigError(f"{where}: 'axes' must be a mapping key -> list of values")
+        for v, over in variants.items():
+            clash = sorted(set(_dotted(over or {})) & set(axes))
+            if clash:
+                raise ConfigError(f"{where}: variant '{v}' sets {', '.join(clash)}, an axis of the study (the axis "
+                                  "values would silently replace it); drop it from the variant or the axes")
         for k, vals in axes.items():
             if not isinstance(vals, list) or not vals:
                 raise ConfigError(f"{where}: axis '{k}' must be a non-empty list, got {vals!r}")
             if len({repr(v) for v in vals}) != len(vals):
                 raise ConfigError(f"{where}: axis '{k}' repeats a value: {vals}")
-        lr_grid = s.get("lr_grid") or []
+        lr_grid = s.get("lr_grid", [])
+        if lr_grid == [] and "lr_grid" in s:
+            raise ConfigError(f"{where}: lr_grid is empty; list the learning rates to tune, or leave lr_grid out "
+                              "to train at the base lr")
         if not isinstance(lr_grid, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0
                                                 for x in lr_grid):
             raise ConfigError(f"{where}: lr_grid must be a list of numbers > 0, got {lr_grid!r}")
@@ -172,6 +191,8 @@ def load_profile(path: str | Path) -> Profile:
                 if v not in variants or b not in variants:
                     raise ConfigError(f"{where}: baseline pair {v}: {b} names an unknown variant "
                                       f"({', '.join(variants)})")
+                if v == b:
+                    raise ConfigError(f"{where}: baseline pair {v}: {b} compares a variant with itself")
             baselines = dict(baseline)
         else:
             raise ConfigError(f"{where}: baseline must be a variant name or a mapping, got {baseline!r}")
@@ -180,6 +201,15 @@ def load_profile(path: str | Path) -> Profile:
             axes=axes, seeds=_seeds(s.get("seeds", 1), where), lr_grid=[float(x) for x in lr_grid],
             tune_steps=tune_steps, tune_seeds=_seeds(s.get("tune_seeds", raw.get("tune_seeds", [100])), where),
             baselines=baselines)
+        st = prof.studies[name]
+        overlap = sorted(set(st.tune_seeds) & set(st.seeds)) if st.lr_grid else []
+        if overlap:
+            given = s.get("tune_seeds", raw.get("tune_seeds"))
+            shown = f"{given} (a count: seeds 0..{given - 1})" if isinstance(given, int) else str(st.tune_seeds)
+            raise ConfigError(f"{where}: tune_seeds {shown} and the final seeds share "
+                              f"{', '.join(map(str, overlap[:5]))}{', ...' if len(overlap) > 5 else ''}: the lr "
+                              "would be chosen on the runs the claims then test; use disjoint tuning seeds "
+                              "(e.g. tune_seeds: [100, 101])")
     # validate everything now, before any job starts
     tune_specs(prof)
     final_specs(prof, {})
@@ -199,7 +229,7 @@ def _report(rep, studies: dict) -> dict:
     for k in rep:
         if k not in REPORT_KEYS:
             raise _unknown(k, REPORT_KEYS, "report")
-    if rep.get("init_study") is not None and rep["init_study"] not in studies:
+    if rep.get("init_study") is not None and not _names_a(rep["init_study"], studies):
         raise ConfigError(f"report.init_study: unknown study {rep['init_study']!r}; studies: {', '.join(studies)}")
     for part, names in (("figures", FIGURES), ("tables", TABLES)):
         specs = rep.get(part) or {}
@@ -212,6 +242,11 @@ def _report(rep, studies: dict) -> dict:
     return rep
 
 
+def _names_a(value, names: dict) -> bool:
+    """value is one of the keys of `names` (False, not TypeError, for a list or mapping given by mistake)."""
+    return isinstance(value, str) and value in names
+
+
 def _check_spec(spec, studies: dict, where: str, study: str | None) -> None:
     if isinstance(spec, list):
         for i, s in enumerate(spec):
@@ -220,11 +255,14 @@ def _check_spec(spec, studies: dict, where: str, study: str | None) -> None:
     if not isinstance(spec, dict):
         return
     if "study" in spec:
-        if spec["study"] not in studies:
+        if not _names_a(spec["study"], studies):
             raise ConfigError(f"{where}: unknown study {spec['study']!r}; studies: {', '.join(studies)}")
         study = spec["study"]
-    for s in spec.get("studies") or []:
-        if s not in studies:
+    named = spec.get("studies") or []
+    if not isinstance(named, list):
+        raise ConfigError(f"{where}.studies must be a list of study names, got {named!r}")
+    for s in named:
+        if not _names_a(s, studies):
             raise ConfigError(f"{where}: unknown study {s!r}; studies: {', '.join(studies)}")
     known = list(studies[study].variants) if study else sorted({v for s in studies.values() for v in s.variants})
     vs = ([spec["variant"]] if "variant" in spec else []) + list(spec.get("variants") or [])
