@@ -300,3 +300,20 @@ def test_install_tex_installs_only_without_a_password(tmp_path):
         assert installed == expect_install, (uid, p.stderr)
         if not expect_install:
             assert "sudo apt-get install texlive-latex-base" in p.stderr
+
+
+@pytest.mark.parametrize("given, words", [("", "results: empty"), ("{file}/sub", "is a file, not a folder")])
+def test_pipeline_results_folder_that_cannot_be_one_is_refused_before_any_job(tmp_path, given, words):
+    """`--config results=` once made the pipeline write runs/ and aggregate/ into the working
+    directory; a results path at or under a file failed with a traceback from deep in the workflow."""
+    from conftest import snake
+    f = tmp_path / "notes.txt"
+    f.write_text("hi")
+    p = snake(tmp_path, "-n", "--configfile", str(REPO / "configs/smoke.yaml"),
+              "--config", f"results={given.replace('{file}', str(f))}", check=False)
+    assert p.returncode != 0 and words in p.stdout + p.stderr
+    assert f.read_text() == "hi" and [x.name for x in tmp_path.iterdir()] == ["notes.txt"]
+    assert paths.results_folder("results/mine") == "results/mine"
+    for bad in ("", "  ", str(f), str(f / "sub")):
+        with pytest.raises(ConfigError):
+            paths.results_folder(bad)

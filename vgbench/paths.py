@@ -120,6 +120,19 @@ def stage_inputs(results: str | Path = "results") -> dict:
                                  *(table(n, results) for n in TABLE_NAMES)]}
 
 
+def results_folder(results) -> str:
+    """A results folder the pipeline may write into: a non-empty path that is not a file and is not
+    under one (ConfigError otherwise, before any job)."""
+    text = str(results).strip() if results is not None else ""
+    if not text:
+        raise ConfigError("results: empty; give the folder the pipeline writes, e.g. --config results=results/mine")
+    res = Path(text)
+    for p in (res, *res.parents):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"results={text}: {p} is a file, not a folder")
+    return text
+
+
 def require(results: str | Path, *stages: str) -> Path:
     """Check a results folder before a stage reads it: ConfigError (exit 2) when `--results`
     names no folder, FileNotFoundError naming the stage to run first when an input is missing
