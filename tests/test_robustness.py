@@ -317,3 +317,43 @@ def test_pipeline_results_folder_that_cannot_be_one_is_refused_before_any_job(tm
     for bad in ("", "  ", str(f), str(f / "sub")):
         with pytest.raises(ConfigError):
             paths.results_folder(bad)
+
+
+TINY_PROFILE = """profile: tiny
+studies:
+  s:
+    base: {model: mlp, depth: 2, width: 4, steps: 3, record_points: 2}
+    seeds: 3
+    lr_grid: [0.1, 0.2]
+    tune_steps: 2
+"""
+
+
+def test_unreadable_run_files_are_named_with_the_fix_and_nothing_is_deleted(tmp_path, capsys):
+    """A disk that filled up or a hand edit once made aggregate and select-lr die with a traceback
+    (JSONDecodeError, ArrowInvalid, EmptyDataError, AttributeError) naming no run."""
+    prof, res = tmp_path / "tiny.yaml", tmp_path / "res"
+    prof.write_text(TINY_PROFILE)
+    common = [str(prof), "--results", str(res)]
+    assert cli.main(["run-job", *common, "--stage", "tune", "--job", "tune-s-base"]) == 0
+    tune = sorted((res / "runs").glob("tune-*"))
+    good = tune[0].joinpath("summary.json").read_text()
+    tune[0].joinpath("summary.json").write_text("[1, 2]")
+    assert cli.main(["select-lr", *common]) == 2
+    err = _err(capsys)
+    assert "1 complete run(s) have unreadable files" in err and str(tune[0]) in err and "rm -r" in err
+    tune[0].joinpath("summary.json").write_text(good)
+    assert cli.main(["select-lr", *common]) == 0
+    assert cli.main(["run-job", *common, "--stage", "final", "--job", "final-s-base",
+                     "--selected", str(paths.selected_lr(res))]) == 0
+    final = sorted(d for d in (res / "runs").iterdir() if not d.name.startswith("tune-"))
+    assert len(final) == 3
+    broken = {final[0] / "summary.json": '{"broken', final[1] / "metrics.csv": "", final[2] / "gradients.parquet": "x"}
+    for f, text in broken.items():
+        f.write_text(text)
+    assert cli.main(["aggregate", *common]) == 2
+    err = _err(capsys)
+    assert "3 complete run(s) have unreadable files" in err and all(str(d) in err for d in final)
+    assert "Traceback" not in err and all(f.read_text() == t for f, t in broken.items())   # nothing deleted
+    assert cli.main(["status", *common]) == 0
+    assert "1 run(s) have a summary.json that cannot be read" in capsys.readouterr().out

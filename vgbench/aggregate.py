@@ -50,20 +50,31 @@ def _row(spec: grid.RunSpec, summary: dict) -> dict:
     return row
 
 
+CURVE_COLUMNS = ("step", "kind", "index", "name", "value")   # a run's gradients.parquet
+METRIC_COLUMNS = ("step", "split", "metric", "value")         # a run's metrics.csv
+
+
 def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     specs = expected(profile, results)
     missing = [s.run_id for s in specs if not paths.is_complete(paths.run_dir(s.run_id, results))]
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {len(specs)} expected runs are missing or incomplete "
                                 f"(no summary.json), e.g. {', '.join(missing[:5])}")
-    rows, curves = [], []
+    rows, curves, bad = [], [], []
     for spec in specs:
         d = paths.run_dir(spec.run_id, results)
-        rows.append(_row(spec, json.loads((d / paths.SUMMARY).read_text())))
-        if spec.stage != "final":
+        try:
+            rows.append(_row(spec, paths.read_summary(d)))
+            if spec.stage != "final":
+                continue
+            g = pd.read_parquet(d / paths.GRADIENTS)
+            m = pd.read_csv(d / paths.METRICS)
+            for f, cols, have in ((paths.GRADIENTS, CURVE_COLUMNS, g.columns), (paths.METRICS, METRIC_COLUMNS, m.columns)):
+                if set(cols) - set(have):
+                    raise ValueError(f"{f} lacks columns {sorted(set(cols) - set(have))}")
+        except (OSError, ValueError, KeyError, TypeError) as e:   # JSON, CSV and Arrow errors are ValueErrors
+            bad.append((d, f"{type(e).__name__}: {e}"))
             continue
-        g = pd.read_parquet(d / paths.GRADIENTS)
-        m = pd.read_csv(d / paths.METRICS)
         m = pd.DataFrame({"step": m.step, "kind": "metric", "index": -1,
                           "name": m.split + "/" + m.metric, "value": m.value})
         c = pd.concat([g, m], ignore_index=True)
@@ -72,6 +83,8 @@ def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame,
         c.insert(2, "study", spec.study)
         c.insert(3, "variant", spec.variant)
         curves.append(c)
+    if bad:
+        raise paths.corrupt_runs_error(bad)
     runs = pd.DataFrame(rows)
     for col in runs.columns[runs.dtypes == object]:
         # a field whose values are numbers or words (forget_bias: 1.0 | chrono) is stored as text

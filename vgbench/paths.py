@@ -63,6 +63,25 @@ def _is_vgbench_run(out: Path) -> bool:
             and all(_is_run_entry(p) for p in out.iterdir()))
 
 
+def read_summary(run: str | Path) -> dict:
+    """A run's summary.json as a mapping; ValueError naming the problem if it is not one (a disk
+    that filled up, a hand edit, bit rot)."""
+    meta = json.loads((Path(run) / SUMMARY).read_text())
+    if not isinstance(meta, dict) or "status" not in meta:
+        raise ValueError("not a vgbench summary (no 'status')")
+    return meta
+
+
+def corrupt_runs_error(bad: list) -> ConfigError:
+    """One error for every run whose files cannot be read: [(run directory, reason)], with the
+    command that makes the pipeline retrain them (nothing is deleted here)."""
+    lines = [f"  {d}: {' '.join(str(why).split())[:160]}" for d, why in bad[:10]]
+    more = [f"  ... and {len(bad) - 10} more"] if len(bad) > 10 else []
+    return ConfigError(f"{len(bad)} complete run(s) have unreadable files:\n" + "\n".join(lines + more)
+                       + f"\nmove them aside or delete them (rm -r {' '.join(str(d) for d, _ in bad[:10])}) and run "
+                       "the same command again: the pipeline retrains exactly the runs that are missing")
+
+
 def prepare_run_dir(out: Path, force: bool) -> None:
     """Make `out` ready for a run without ever deleting anything that is not a vgbench run's.
 

@@ -9,7 +9,6 @@ Output: one row per (condition, lr) with `selected` marking the winner.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -27,18 +26,23 @@ def score(summary: dict) -> float:
 
 
 def select(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
-    rows, missing = [], []
+    rows, missing, bad = [], [], []
     for spec in grid.tune_specs(profile):
-        f = paths.run_dir(spec.run_id, results) / paths.SUMMARY
-        if not f.is_file():
+        d = paths.run_dir(spec.run_id, results)
+        if not paths.is_complete(d):
             missing.append(spec.run_id)
             continue
-        s = json.loads(f.read_text())
-        rows.append({"tune_key": spec.tune_key, "study": spec.study, "variant": spec.variant,
-                     "lr": spec.cfg.lr, "seed": spec.cfg.seed, "score": score(s),
-                     "diverged": s["status"] == "diverged", "run_id": spec.run_id})
+        try:
+            s = paths.read_summary(d)
+            rows.append({"tune_key": spec.tune_key, "study": spec.study, "variant": spec.variant,
+                         "lr": spec.cfg.lr, "seed": spec.cfg.seed, "score": score(s),
+                         "diverged": s["status"] == "diverged", "run_id": spec.run_id})
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            bad.append((d, f"{type(e).__name__}: {e}"))
     if missing:
         raise FileNotFoundError(f"{len(missing)} tuning runs missing, e.g. {missing[:3]}")
+    if bad:
+        raise paths.corrupt_runs_error(bad)
     cols = ["tune_key", "study", "variant", "lr", "score_mean", "n", "n_diverged", "all_diverged", "selected"]
     if not rows:
         return pd.DataFrame(columns=cols)

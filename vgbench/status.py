@@ -8,7 +8,6 @@ Useful while the pipeline or a cluster works through a profile; reads only, writ
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from vgbench import grid, paths
@@ -36,18 +35,22 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
             by_study.setdefault(s.study, []).append(s)
         for study, ss in by_study.items():
             waiting = stage == "final" and tuned and selected is None and bool(prof.studies[study].lr_grid)
-            done, diverged, walls = 0, 0, []
+            done, diverged, walls, corrupt = 0, 0, [], []
             for s in ss:
                 f = paths.run_dir(s.run_id, results) / paths.SUMMARY
                 if f.is_file():
-                    summ = json.loads(f.read_text())
+                    try:
+                        summ = paths.read_summary(f.parent)
+                    except (OSError, ValueError) as e:
+                        corrupt.append((f.parent, e))
+                        continue
                     done += 1
                     diverged += summ.get("status") == "diverged"
                     walls.append(float(summ.get("wall_s") or 0.0))
                     per_step.setdefault(study, []).append(walls[-1] / max(1, s.cfg.steps))
             out.append({"study": study, "stage": stage, "runs": len(ss), "complete": done, "missing": len(ss) - done,
                         "diverged": diverged, "mean_wall_s": sum(walls) / len(walls) if walls else None,
-                        "waiting_for_lr": waiting, "steps_missing": sum(s.cfg.steps for s in ss) * (not walls)})
+                        "waiting_for_lr": waiting, "corrupt": [str(d) for d, _ in corrupt], "steps_missing": sum(s.cfg.steps for s in ss) * (not walls)})
     for r in out:
         # a stage with no complete run yet: its steps x the study's seconds per step in the other stage
         if r["mean_wall_s"] is None and r["missing"] and per_step.get(r["study"]):
@@ -85,6 +88,10 @@ def main(args) -> int:
     c = sum(r["complete"] for r in table)
     print(f"total: {c}/{n} runs complete; ~{total_left / 60:.1f} min left on {args.cores} cores"
           + (" (+ studies with no complete run yet)" if unknown else ""))
+    corrupt = [d for r in table for d in r["corrupt"]]
+    if corrupt:
+        print(f"note: {len(corrupt)} run(s) have a summary.json that cannot be read (counted as missing; the "
+              f"pipeline's aggregate stage stops on them): {', '.join(corrupt[:3])}{' ...' if len(corrupt) > 3 else ''}")
     commits = run_commits(paths.run_dir(s.run_id, args.results) for _, ss in staged[2] for s in ss)
     if len(commits) > 1:
         print("note: these runs were trained at " + ", ".join(f"{k[:10]}{'-dirty' * k.endswith('-dirty')} ({v})" for k, v in commits.items())
