@@ -349,6 +349,13 @@ def test_unreadable_run_files_are_named_with_the_fix_and_nothing_is_deleted(tmp_
     final = sorted(d for d in (res / "runs").iterdir() if not d.name.startswith("tune-"))
     assert len(final) == 3
     broken = {final[0] / "summary.json": '{"broken', final[1] / "metrics.csv": "", final[2] / "gradients.parquet": "x"}
+    marker = paths.job_marker("final", "final-s-base", res)
+    marker_text = marker.read_text()
+    marker.write_text("{")
+    assert cli.main(["aggregate", *common]) == 2
+    assert f"job marker {marker} cannot be read" in _err(capsys)
+    marker.write_text(marker_text)
+    assert cli.main(["aggregate", *common]) == 0
     for f, text in broken.items():
         f.write_text(text)
     assert cli.main(["aggregate", *common]) == 2

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vgbench.config import ConfigError
 from vgbench import grid, paths
 from vgbench.select_lr import read_selected
 
@@ -109,7 +110,13 @@ def job_table(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
     rows = []
     for stage in ("tune", "final"):
         for p in sorted((Path(results) / paths.JOBS / stage).glob("*.json")):
-            m = json.loads(p.read_text())
+            try:
+                m = json.loads(p.read_text())
+                m["job"], m["runs"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise ConfigError(f"job marker {p} cannot be read ({type(e).__name__}: {e}); delete it and run the "
+                                  "same command again: its job re-checks its runs and retrains none that are "
+                                  "complete") from None
             if m.get("profile_hash") != profile.hash:
                 continue
             proc = m.get("process") or {}
