@@ -364,3 +364,15 @@ def test_unreadable_run_files_are_named_with_the_fix_and_nothing_is_deleted(tmp_
     assert "Traceback" not in err and all(f.read_text() == t for f, t in broken.items())   # nothing deleted
     assert cli.main(["status", *common]) == 0
     assert "1 run(s) have a summary.json that cannot be read" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", ["", "garbage\n", "tune_key,lr\nx,abc\n",
+                                  "tune_key,study,variant,lr,selected\nk,s,base,-0.1,True\n"])
+def test_an_unreadable_selected_lr_table_says_how_to_rebuild_it(tmp_path, text):
+    from vgbench.select_lr import read_selected
+    f = tmp_path / "selected_lr.csv"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match="delete it and run the same command again"):
+        read_selected(f)
+    f.write_text("tune_key,study,variant,lr,selected\nk,s,base,0.1,True\nk,s,base,1.0,False\n")
+    assert read_selected(f) == {"k": 0.1}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vgbench.config import ConfigError
 from vgbench import grid, paths
 from vgbench.scores import outcome
 
@@ -61,9 +62,19 @@ def select(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
 
 
 def read_selected(path: str | Path) -> dict[str, float]:
-    df = pd.read_csv(path)
-    sel = df[df["selected"].astype(bool)]
-    return dict(zip(sel["tune_key"], sel["lr"].astype(float)))
+    """tune_key -> selected lr. An unreadable table (a crash mid-write of an older version, a hand
+    edit) is a ConfigError saying how to rebuild it from the tuning runs, which are kept."""
+    try:
+        df = pd.read_csv(path)
+        sel = df[df["selected"].map({True: True, False: False, "True": True, "False": False}).astype(bool)]
+        lrs = pd.to_numeric(sel["lr"], errors="raise").astype(float)
+        if df["selected"].isna().any() or not (lrs > 0).all() or sel["tune_key"].duplicated().any():
+            raise ValueError("a selected lr is missing, not > 0, or chosen twice for one condition")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} cannot be read ({type(e).__name__}: {e}); delete it and run the same command "
+                          "again: the select_lr stage rebuilds it from the tuning runs, none of which is retrained"
+                          ) from None
+    return dict(zip(sel["tune_key"], lrs))
 
 
 def main(args) -> int:
