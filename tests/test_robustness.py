@@ -376,3 +376,19 @@ def test_an_unreadable_selected_lr_table_says_how_to_rebuild_it(tmp_path, text):
         read_selected(f)
     f.write_text("tune_key,study,variant,lr,selected\nk,s,base,0.1,True\nk,s,base,1.0,False\n")
     assert read_selected(f) == {"k": 0.1}
+
+
+def test_a_full_disk_is_one_line_and_exit_1_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """Seen with a 12 KiB tmpfs: metrics.csv's close() raised ENOSPC and the command died with a
+    traceback; the run directory stays incomplete (no summary.json), so a rerun retrains it."""
+    import errno
+    from vgbench import train
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(train, "run", full)
+    out = tmp_path / "r"
+    assert cli.main(["train", EXAMPLE, *TINY, "--out", str(out)]) == 1
+    err = _err(capsys)
+    assert f"error: No space left on device ({out}); the run in progress is incomplete" in err
+    assert "Traceback" not in err and not paths.is_complete(out)

@@ -196,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:   # a full disk, a read-only or vanished folder: the system's error, not a bug
+        path = e.filename or getattr(args, "out", None) or getattr(args, "results", None)
+        where = f" ({path})" if path else ""
+        run = ("; the run in progress is incomplete (no summary.json) and is retrained when the same command is "
+               "run again") if args.command in ("train", "run-job") else ""
+        print(f"vgbench {args.command}: error: {e.strerror or e}{where}{run}", file=sys.stderr)
+        return 1
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
