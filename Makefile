@@ -26,6 +26,7 @@ install-dev: $(BIN)/.installed-dev
 SNAKE := WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/snakemake --workflow-profile workflow/profiles/local
 
 reproduce: $(BIN)/.installed
+	$(BIN)/vgbench grid $(PROFILE) --jobs > /dev/null  # a bad PROFILE fails here, before the TeX install
 	workflow/scripts/install_tex.sh
 	$(BIN)/vgbench unlock-stale .
 	$(SNAKE) --cores $(CORES) --configfile $(PROFILE)

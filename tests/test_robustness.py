@@ -112,6 +112,18 @@ def test_make_reproduce_unlocks_first():
         assert recipe.index("unlock-stale") < recipe.index("$(SNAKE)"), target
 
 
+def test_make_reproduce_with_a_bad_profile_stops_before_installing_anything():
+    """A mistyped PROFILE once went on to install LaTeX (a minute, as root) before Snakemake failed
+    with a traceback; now the profile is validated first."""
+    installed = REPO / ".venv/bin/.installed"
+    if not installed.exists() or installed.stat().st_mtime < (REPO / "pyproject.toml").stat().st_mtime:
+        pytest.skip("needs the Makefile's installed .venv (make test creates it)")
+    p = subprocess.run(["make", "-s", "reproduce", "PROFILE=configs/nope.yaml"], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode != 0 and "config file not found: configs/nope.yaml" in p.stderr
+    assert "install_tex" not in p.stdout + p.stderr and "snakemake" not in p.stdout + p.stderr
+
+
 # --- 4. SIGTERM exits 143 and says so --------------------------------------------------------
 def test_sigterm_during_train_exits_143(tmp_path):
     out = tmp_path / "r"
