@@ -44,6 +44,30 @@ def test_relu_he_is_healthy_and_relu_normal_explodes():
     assert any("clipping" in a["mitigation"] for a in rep.advice)
 
 
+def test_a_forward_pass_that_overflows_is_exploding_not_healthy():
+    """A 60-layer ReLU net with N(0, 1) weights overflows float32 in the forward pass: the loss and
+    every gradient are NaN, and the ratio of NaNs once read as 'healthy'."""
+    rep = diagnose(mlp(60, nn.ReLU, "normal"), X)
+    assert rep.verdict == "exploding" and "not finite" in rep.note and rep.ratio is None
+    assert rep.to_dict()["note"] == rep.note
+    assert any("clipping" in a["mitigation"] for a in rep.advice)
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: diagnose("net", X), "model must be a torch.nn.Module"),
+    (lambda: diagnose(mlp(2, nn.ReLU), X.tolist()), "example_input must be a torch.Tensor"),
+    (lambda: diagnose(mlp(2, nn.ReLU), torch.full_like(X, float("nan"))), "NaN or infinite"),
+    (lambda: diagnose(mlp(2, nn.ReLU), X, loss="l1"), "loss must be 'xent', 'mse' or None"),
+    (lambda: diagnose(mlp(2, nn.ReLU), X, steps=-1), "steps must be an integer >= 0"),
+    (lambda: diagnose(mlp(2, nn.ReLU), X, steps=2, lr=0), "lr must be a positive finite number"),
+    (lambda: diagnose(mlp(2, nn.ReLU).requires_grad_(False), X), "no trainable parameters"),
+])
+def test_python_api_names_a_bad_argument(call, words):
+    """Before: AttributeError / an autograd RuntimeError, or silently ignored (loss, steps < 0)."""
+    with pytest.raises(ValueError, match=words.replace("(", r"\(")):
+        call()
+
+
 class Residual(nn.Module):
     def __init__(self, depth=20, width=64):
         super().__init__()

@@ -86,11 +86,13 @@ class Report:
     after: "Report | None" = None
     loss: float | None = None
     activations: list = field(default_factory=list)   # dead / saturated fraction per activation module
+    note: str | None = None                             # why the verdict is what it is, where not the ratio
 
     def to_dict(self) -> dict:
         d = {"verdict": self.verdict, "first_last_ratio": self.ratio, "thresholds": THRESHOLDS,
              "ranges": self.ranges, "layers": self.layers, "time": self.time, "time_verdict": self.time_verdict,
-             "theory": self.theory, "advice": self.advice, "loss": self.loss, "activations": self.activations}
+             "theory": self.theory, "advice": self.advice, "loss": self.loss, "activations": self.activations,
+             "note": self.note}
         if self.after is not None:
             d["after_training"] = self.after.to_dict()
         return d
@@ -167,8 +169,10 @@ def _local_ranges(vals: list) -> list:
 
 
 def _verdict(ratio):
-    if ratio is None or not math.isfinite(ratio):
-        return "exploding" if ratio is not None and math.isinf(ratio) else "healthy"
+    if ratio is None:
+        return "healthy"
+    if not math.isfinite(ratio):   # inf, or nan from gradients that overflowed
+        return "exploding"
     if ratio < THRESHOLDS["vanishing_below"]:
         return "vanishing"
     if ratio > THRESHOLDS["exploding_above"]:
@@ -256,6 +260,14 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
                      "weight_grad": wg, "out_grad": out_norms.get(m)})
     sig = [r["out_grad"] or r["weight_grad"] for r in rows]
     ratio = (sig[0] / sig[-1]) if len(sig) >= 2 and sig[0] is not None and sig[-1] else None
+    verdict, note = _verdict(ratio), None
+    if not math.isfinite(float(L.detach())) or any(v is not None and not math.isfinite(v) for v in sig):
+        verdict, ratio = "exploding", None
+        note = (f"the loss ({float(L.detach()):.3g}) or a gradient is not finite on a finite input: the signal overflowed "
+                "float32, so the per-layer gradients are not defined")
+    elif len(sig) >= 2 and not any(sig):
+        verdict = "vanishing"
+        note = "no gradient reaches any layer (every norm is 0: dead or saturated units everywhere)"
     time, tverdict = [], None
     if rec_mods and x.grad is not None and x.dim() == 3:
         tdim = 1 if getattr(rec_mods[0], "batch_first", False) else 0
@@ -264,9 +276,9 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
         tverdict = _verdict(time[0] / time[-1] if time[-1] > 0 else None)
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return Report(layers=rows, verdict=_verdict(ratio), ratio=ratio, ranges=_local_ranges(sig), time=time,
+    return Report(layers=rows, verdict=verdict, ratio=ratio, ranges=_local_ranges(sig), time=time,
                   time_verdict=tverdict, theory=_theory(layers, acts, x.detach()), loss=float(L.detach()),
-                  activations=act_stats)
+                  activations=act_stats, note=note)
 
 
 def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> list:
@@ -315,10 +327,28 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
     return out
 
 
+def _check_arguments(model, x, loss, steps, lr) -> None:
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise ConfigError(f"example_input must be a torch.Tensor (a batch), got {type(x).__name__}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ConfigError("example_input has NaN or infinite values")
+    if loss not in (None, "xent", "mse"):
+        raise ConfigError(f"loss must be 'xent', 'mse' or None (chosen from the output), got {loss!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"steps must be an integer >= 0, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+        raise ConfigError(f"lr must be a positive finite number, got {lr!r}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError("the model has no trainable parameters (none requires grad): there is no gradient to measure")
+
+
 def diagnose(model: nn.Module, example_input: torch.Tensor, target=None, loss: str | None = None,
              steps: int = 0, lr: float = 0.01, results=None) -> Report:
     """Measure at initialisation and, with steps > 0, again after `steps` SGD steps on the
-    same batch (the model is trained in place)."""
+    same batch (the model is trained in place). Bad arguments raise ConfigError (a ValueError)."""
+    _check_arguments(model, example_input, loss, steps, lr)
     rep = measure(model, example_input, target, loss)
     rep.advice = advice(model, rep, results)
     if steps > 0:
@@ -388,6 +418,8 @@ def _table(rep: Report, color: bool) -> str:
     ratio = f"{rep.ratio:.3g}" if rep.ratio is not None else "--"
     lines.append(f"verdict: {col.get(rep.verdict, '')}{rep.verdict}{end} (first/last |dL/dh| = {ratio}; "
                  f"vanishing < {THRESHOLDS['vanishing_below']:g}, exploding > {THRESHOLDS['exploding_above']:g})")
+    if rep.note:
+        lines.append(f"  {rep.note}")
     for r in rep.ranges:
         lines.append(f"  layers {r['layers'][0]}-{r['layers'][1]}: {r['kind']}, x{r['mean_factor_per_layer']:.2f} per "
                      f"layer (thresholds {THRESHOLDS['local_low']} / {THRESHOLDS['local_high']})")
