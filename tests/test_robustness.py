@@ -404,3 +404,24 @@ def test_a_full_disk_is_one_line_and_exit_1_not_a_traceback(tmp_path, capsys, mo
     err = _err(capsys)
     assert f"error: No space left on device ({out}); the run in progress is incomplete" in err
     assert "Traceback" not in err and not paths.is_complete(out)
+
+
+def test_verify_checks_the_files_next_to_the_manifest_from_any_working_directory(tmp_path, monkeypatch, capsys):
+    """verify once resolved the manifest's paths against the working directory: run elsewhere it
+    reported every file missing, or checked another tree's files of the same names."""
+    from vgbench.manifest import sha256
+    root, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    for base, text in ((root, "computed"), (elsewhere, "another tree")):
+        (base / "results/mine").mkdir(parents=True)
+        (base / "results/mine/a.csv").write_text(text)
+    (root / "paper").mkdir()
+    (root / "paper/p.pdf").write_text("pdf")
+    entries = [{"path": p, "sha256": sha256(root / p)} for p in ("results/mine/a.csv", "paper/p.pdf")]
+    manifest = root / "results/mine/MANIFEST.json"
+    manifest.write_text(json.dumps({"files": entries}))
+    monkeypatch.chdir(elsewhere)
+    assert cli.main(["verify", str(manifest)]) == 0
+    assert "OK, 2 files match" in capsys.readouterr().out
+    (root / "results/mine/a.csv").write_text("tampered")
+    assert cli.main(["verify", str(manifest)]) == 1
+    assert "modified: results/mine/a.csv" in _err(capsys)

@@ -84,16 +84,33 @@ def build(profile, results: str | Path, paper: str | Path | None) -> dict:
             "files": entries}
 
 
+def root_of(manifest: str | Path, entries: list) -> Path:
+    """The directory the manifest's relative paths start from (the pipeline's working directory),
+    found from where the manifest lies, <root>/<results>/MANIFEST.json: the ancestor whose path to
+    the manifest's folder prefixes most entries. So `vgbench verify` gives the same answer from any
+    working directory."""
+    here = Path(manifest).resolve().parent
+    rel = [e["path"] for e in entries if not Path(e["path"]).is_absolute()]
+    best, hits = here, 0
+    for root in here.parents:
+        prefix = here.relative_to(root).as_posix() + "/"
+        n = sum(p.startswith(prefix) for p in rel)
+        if n > hits:
+            best, hits = root, n
+    return best
+
+
 def verify(manifest: str | Path) -> list[str]:
     """Problems found: 'modified: PATH' / 'missing: PATH' (empty list = all good)."""
     m = json.loads(Path(manifest).read_text())
+    root = root_of(manifest, m["files"])
     problems = []
     for e in m["files"]:
-        p = Path(e["path"])
+        p = root / e["path"]
         if not p.is_file():
-            problems.append(f"missing: {p}")
+            problems.append(f"missing: {e['path']}")
         elif sha256(p) != e["sha256"]:
-            problems.append(f"modified: {p}")
+            problems.append(f"modified: {e['path']}")
     return problems
 
 
