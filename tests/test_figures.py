@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from vgbench import grid
+from vgbench import grid, paths
 from vgbench.figures import NAMES, Frames, style
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs/smoke.yaml"
@@ -150,3 +150,53 @@ def test_matching_selects_rows_by_spec_values_numbers_as_numbers():
     assert matching(df, {"task": "adding", "lr": 0.01}).index.tolist() == [1]
     assert matching(df, {"width": 8}).empty           # not a column: nothing, not everything
     assert matching(df, {}).index.tolist() == [0, 1, 2]
+
+
+class _NoTheory(Frames):
+    def __missing__(self, key):
+        if key == "theory":
+            raise AssertionError("reads stats/theory.csv")
+        return super().__missing__(key)
+
+
+@pytest.mark.parametrize("name", [*NAMES, *paths.TABLE_NAMES])
+def test_only_the_outputs_declared_in_uses_theory_read_theory(name):
+    """The pipeline draws every figure and table outside paths.USES_THEORY without waiting for
+    compute_theory (its ~85 s then overlap them): one that reads theory.csv must be declared."""
+    import importlib
+    from vgbench import tables
+    f = synthetic_frames()
+    f.pop("theory")
+    f.__class__ = _NoTheory
+    if name in NAMES:
+        style.apply()
+        draw = importlib.import_module(f"vgbench.figures.{name}").make
+    else:
+        prof = grid.load_profile(SMOKE)
+        draw = lambda frames: getattr(tables, name)(frames, prof)  # noqa: E731
+    if name in paths.USES_THEORY:
+        with pytest.raises(AssertionError, match="theory"):   # a stale declaration fails too
+            draw(f)
+    else:
+        draw(f)
+
+
+def test_a_figure_band_is_the_tables_seeded_bootstrap_checked_against_scipy():
+    """The 95 % band every seaborn line of the figures draws (figures._data.CI) is the tables'
+    percentile bootstrap of the mean (2000 resamples, seed 0) of the values in ascending order."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from scipy import stats as st
+    from vgbench import stats
+    from vgbench.figures._data import CI
+    y0 = np.array([0.31, 0.35, 0.29, 0.40, 0.33])
+    d = pd.DataFrame({"x": [0] * 5 + [1] * 5, "y": np.r_[y0, y0 + 1.0]})
+    fig, ax = plt.subplots()
+    sns.lineplot(d, x="x", y="y", ax=ax, **CI)
+    band = ax.collections[0].get_paths()[0].vertices
+    at0 = sorted(v[1] for v in band if v[0] == 0)
+    ref = st.bootstrap((np.sort(y0),), np.mean, confidence_level=0.95, n_resamples=stats.N_BOOT, method="percentile",
+                       rng=np.random.default_rng(0)).confidence_interval
+    assert at0[0] == pytest.approx(ref.low, abs=1e-12) and at0[-1] == pytest.approx(ref.high, abs=1e-12)
+    assert ref.high - ref.low > 0.02   # a real interval, not a point
+    plt.close(fig)

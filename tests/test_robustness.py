@@ -246,7 +246,7 @@ def test_a_stage_given_a_missing_results_folder_exits_2_and_writes_nothing(tmp_p
 
 @pytest.mark.parametrize("stage, first", [(["stats"], "aggregate stage"), (["figure", "exploding"], "aggregate stage"),
                                           (["table", "answers"], "aggregate stage"),
-                                          (["wandb-summary"], "stats and theory stages")])
+                                          (["wandb-summary"], "stats stage")])
 def test_a_stage_whose_inputs_are_missing_names_the_stage_to_run_first(tmp_path, capsys, stage, first):
     assert cli.main([*stage, str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path)]) == 1
     assert f"run the {first} first" in _err(capsys)

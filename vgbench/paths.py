@@ -27,6 +27,8 @@ FIGURE_NAMES = ("grad_depth_init", "grad_depth_training", "grad_ratio_curves", "
                 "critical_difference", "lr_sensitivity", "exploding", "phase_diagram", "length_vs_depth")             # figures/<name>.{pdf,png}
 TABLE_NAMES = ("main_results", "grad_ratios", "rnn_results", "theory_vs_measured", "setup", "claims",
                "answers", "numbers")                                              # tables/<name>.tex
+# the figures and tables that read stats/theory.csv (the others are drawn while theory computes)
+USES_THEORY = ("grad_depth_init", "length_vs_depth", "theory_vs_measured", "numbers")
 PAPER = "paper/vgbench.pdf"  # the default results folder's paper (DESIGN.md); others: <results>/vgbench.pdf
 
 
@@ -134,7 +136,8 @@ def table(name: str, results: str | Path = "results") -> Path:
 def stage_inputs(results: str | Path = "results") -> dict:
     """What each later stage reads, by the stage(s) that write it."""
     return {"aggregate stage": [aggregate(n, results) for n in AGGREGATES],
-            "stats and theory stages": [stats(n, results) for n in (*STATS_TABLES, THEORY)],
+            "stats stage": [stats(n, results) for n in STATS_TABLES],
+            "theory stage": [stats(THEORY, results)],
             "figure and table stages": [*(figure(n, "pdf", results) for n in FIGURE_NAMES),
                                  *(table(n, results) for n in TABLE_NAMES)]}
 

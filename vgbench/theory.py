@@ -13,6 +13,7 @@ layers, anchored at the top hidden layer (index depth-1 = 0), which is what the
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -98,8 +99,21 @@ def weight_variance(init: str, fan_in: int, fan_out: int) -> tuple[float, float]
     raise ValueError(f"no mean-field variance for init {init!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def second_moment(activation: str, q: float) -> float:
+    """E[phi(z)^2], z ~ N(0, q). Cached: iterated maps revisit the same q exactly (a fixed point
+    reached in float64, ReLU's q that does not change), a third of predict_examples' calls."""
+    return expect(lambda z: phi(activation, z) ** 2, q)
+
+
+@functools.lru_cache(maxsize=None)
+def derivative_moment(activation: str, q: float, c: float = 0.0) -> float:
+    """E[phi'(z)^2] (phi' + c for sigma'+c), z ~ N(0, q); cached like second_moment."""
+    return expect(lambda z: dphi(activation, z, c=c) ** 2, q)
+
+
 def chi(activation: str, sw2: float, q: float, c: float = 0.0) -> float:
-    return sw2 * expect(lambda z: dphi(activation, z, c=c) ** 2, q)
+    return sw2 * derivative_moment(activation, q, c)
 
 
 def predict(activation: str, init: str, depth: int, width: int, in_dim: int, input_q: float = 1.0,
@@ -117,7 +131,7 @@ def predict(activation: str, init: str, depth: int, width: int, in_dim: int, inp
     for l in range(depth):
         if l > 0:
             sw2, sb2 = weight_variance(init, width, width)
-            q = sw2 * expect(lambda z: phi(activation, z) ** 2, qs[-1]) + sb2
+            q = sw2 * second_moment(activation, qs[-1]) + sb2
         qs.append(q)
         chis.append(chi(activation, sw2, q, c))
     qs, chis = np.array(qs), np.array(chis)

@@ -11,7 +11,7 @@ for name in FIGURES:
         input:
             AGGREGATES,
             STATS,
-            THEORY,
+            [THEORY] if name in paths.USES_THEORY else [],
         output:
             pdf=str(paths.figure(name, "pdf", R)),
             png=report(str(paths.figure(name, "png", R)), caption=f"../report/{name}.rst", category="Figures"),

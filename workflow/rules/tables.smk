@@ -10,7 +10,7 @@ for name in TABLES:
         input:
             AGGREGATES,
             STATS,
-            THEORY,
+            [THEORY] if name in paths.USES_THEORY else [],
         output:
             report(str(paths.table(name, R)), caption=f"../report/table.rst", category="Tables"),
         conda:
