@@ -440,12 +440,12 @@ def _table(rep: Report, color: bool) -> str:
 
 def _check_paths(args) -> None:
     """--out and --results, checked before any work: nothing is computed only to fail at the end."""
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
+    from vgbench.paths import file_in_the_way
+    out, blocker = Path(args.out), file_in_the_way(args.out)
+    if blocker == out:
         raise ConfigError(f"--out {out} is an existing file, not a folder")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--out {out}: {parent} is a file, so the folder cannot be made under it")
+    if blocker is not None:
+        raise ConfigError(f"--out {out}: {blocker} is a file, so the folder cannot be made under it")
     if args.results is not None:
         claims = Path(args.results) / "stats" / "claims.csv"
         if not claims.is_file():

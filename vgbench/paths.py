@@ -84,6 +84,13 @@ def corrupt_runs_error(bad: list) -> ConfigError:
                        "the same command again: the pipeline retrains exactly the runs that are missing")
 
 
+def file_in_the_way(folder: str | Path) -> Path | None:
+    """The path itself or the first of its parents that exists but is not a directory (so the
+    folder cannot be made there), else None."""
+    folder = Path(folder)
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
 def prepare_run_dir(out: Path, force: bool) -> None:
     """Make `out` ready for a run without ever deleting anything that is not a vgbench run's.
 
@@ -92,11 +99,11 @@ def prepare_run_dir(out: Path, force: bool) -> None:
     cleared; a complete run is cleared only with force. Anything else (a file, a directory with
     other content, `--out .`) raises ConfigError and nothing is touched.
     """
-    if out.exists() and not out.is_dir():
+    blocker = file_in_the_way(out)
+    if blocker == out:
         raise ConfigError(f"--out {out} is an existing file, not a run directory")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"--out {out}: {parent} is a file, so the run directory cannot be made under it")
+    if blocker is not None:
+        raise ConfigError(f"--out {out}: {blocker} is a file, so the run directory cannot be made under it")
     if out.is_dir() and any(out.iterdir()):
         if not _is_vgbench_run(out):
             raise ConfigError(f"--out {out} is a non-empty directory that is not a vgbench run directory; "
@@ -148,10 +155,9 @@ def results_folder(results) -> str:
     text = str(results).strip() if results is not None else ""
     if not text:
         raise ConfigError("results: empty; give the folder the pipeline writes, e.g. --config results=results/mine")
-    res = Path(text)
-    for p in (res, *res.parents):
-        if p.exists() and not p.is_dir():
-            raise ConfigError(f"results={text}: {p} is a file, not a folder")
+    blocker = file_in_the_way(text)
+    if blocker is not None:
+        raise ConfigError(f"results={text}: {blocker} is a file, not a folder")
     return text
 
 
