@@ -51,10 +51,6 @@ def _row(spec: grid.RunSpec, summary: dict) -> dict:
     return row
 
 
-CURVE_COLUMNS = ("step", "kind", "index", "name", "value")   # a run's gradients.parquet
-METRIC_COLUMNS = ("step", "split", "metric", "value")         # a run's metrics.csv
-
-
 def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     specs = expected(profile, results)
     missing = [s.run_id for s in specs if not paths.is_complete(paths.run_dir(s.run_id, results))]
@@ -70,10 +66,11 @@ def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame,
                 continue
             g = pd.read_parquet(d / paths.GRADIENTS)
             m = pd.read_csv(d / paths.METRICS)
-            for f, cols, have in ((paths.GRADIENTS, CURVE_COLUMNS, g.columns), (paths.METRICS, METRIC_COLUMNS, m.columns)):
+            for f, cols, have in ((paths.GRADIENTS, paths.GRADIENT_COLUMNS, g.columns),
+                                  (paths.METRICS, paths.METRIC_COLUMNS, m.columns)):
                 if set(cols) - set(have):
                     raise ValueError(f"{f} lacks columns {sorted(set(cols) - set(have))}")
-        except (OSError, ValueError, KeyError, TypeError) as e:   # JSON, CSV and Arrow errors are ValueErrors
+        except paths.UNREADABLE as e:
             bad.append((d, f"{type(e).__name__}: {e}"))
             continue
         m = pd.DataFrame({"step": m.step, "kind": "metric", "index": -1,
@@ -113,7 +110,7 @@ def job_table(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
             try:
                 m = json.loads(p.read_text())
                 m["job"], m["runs"]
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except paths.UNREADABLE as e:
                 raise ConfigError(f"job marker {p} cannot be read ({type(e).__name__}: {e}); delete it and run the "
                                   "same command again: its job re-checks its runs and retrains none that are "
                                   "complete") from None

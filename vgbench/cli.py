@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+TRAINS = ("train", "run-job")   # the commands that leave an incomplete run directory when stopped
+INCOMPLETE = "the run in progress is incomplete (no summary.json) and is retrained when the same command is run again"
+
+
 class Interrupted(Exception):
     """SIGTERM arrived (scancel, systemd, `kill`): the run in progress stays incomplete."""
 
@@ -188,9 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     except (Interrupted, SystemExit) as e:
         if isinstance(e, SystemExit) and type(e).__name__ != "SIGTERMException":
             raise
-        what = ("the run in progress is incomplete (no summary.json) and is retrained when the same command "
-                "is run again") if args.command in ("train", "run-job") else \
-            "its outputs may be incomplete: run the same command again"
+        what = INCOMPLETE if args.command in TRAINS else "its outputs may be incomplete: run the same command again"
         print(f"vgbench {args.command}: interrupted by SIGTERM; {what}", file=sys.stderr)
         return 143
     except FileNotFoundError as e:
@@ -199,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:   # a full disk, a read-only or vanished folder: the system's error, not a bug
         path = e.filename or getattr(args, "out", None) or getattr(args, "results", None)
         where = f" ({path})" if path else ""
-        run = ("; the run in progress is incomplete (no summary.json) and is retrained when the same command is "
-               "run again") if args.command in ("train", "run-job") else ""
+        run = f"; {INCOMPLETE}" if args.command in TRAINS else ""
         print(f"vgbench {args.command}: error: {e.strerror or e}{where}{run}", file=sys.stderr)
         return 1
     finally:

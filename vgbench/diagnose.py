@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vgbench import paths
 from vgbench.config import ConfigError
 
 THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5, "local_high": 2.0,
@@ -201,7 +202,7 @@ def _theory(layers_mod, acts, x) -> dict | None:
         sw2, sb2 = var(nxt)
         # ||dL/dh_l|| / ||dL/dh_{l+1}|| = sqrt(chi): the backward pass goes through the next weights
         logs.append(0.5 * math.log10(max(theory.chi(act, sw2, q), 1e-300)))
-        q = sw2 * theory.expect(lambda z: theory.phi(act, z) ** 2, q) + sb2
+        q = sw2 * theory.second_moment(act, q) + sb2
     return {"activation": act, "predicted_log10_factor_per_layer": float(np.mean(logs))}
 
 
@@ -286,7 +287,7 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
     effect (claims.csv of `results`, else the numbers shipped with vgbench)."""
     import pandas as pd
     if results:
-        src = Path(results) / "stats" / "claims.csv"
+        src = paths.stats("claims", results)
         claims = pd.read_csv(src).assign(_src=str(src)) if src.is_file() else pd.DataFrame()
     else:
         claims = pd.concat([pd.read_csv(f).assign(_src=f"shipped with vgbench ({f.name}, {how})")
@@ -440,14 +441,13 @@ def _table(rep: Report, color: bool) -> str:
 
 def _check_paths(args) -> None:
     """--out and --results, checked before any work: nothing is computed only to fail at the end."""
-    from vgbench.paths import file_in_the_way
-    out, blocker = Path(args.out), file_in_the_way(args.out)
+    out, blocker = Path(args.out), paths.file_in_the_way(args.out)
     if blocker == out:
         raise ConfigError(f"--out {out} is an existing file, not a folder")
     if blocker is not None:
         raise ConfigError(f"--out {out}: {blocker} is a file, so the folder cannot be made under it")
     if args.results is not None:
-        claims = Path(args.results) / "stats" / "claims.csv"
+        claims = paths.stats("claims", args.results)
         if not claims.is_file():
             raise ConfigError(f"--results {args.results}: no {claims} there (give a results folder the "
                               "pipeline's stats stage has written, or leave --results out for the shipped numbers)")

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from vgbench.models import RELU_FAMILY, SATURATING
+from vgbench.paths import GRADIENT_COLUMNS
 
 
 def schedule(steps: int, points: int) -> list[int]:
@@ -122,7 +123,7 @@ class Recorder:
                                       "name": np.char.add("example", e.ravel().astype(str)),
                                       "value": sv.numpy().ravel().astype("float64")}))
         df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
-            columns=["step", "kind", "index", "name", "value"])
+            columns=list(GRADIENT_COLUMNS))
         return df.astype({"step": "int64", "index": "int64", "value": "float64"})
 
 

@@ -16,6 +16,11 @@ GRADIENTS = "gradients.parquet"
 SUMMARY = "summary.json"
 WANDB = "wandb"
 RUN_FILES = (CONFIG, METRICS, GRADIENTS, SUMMARY)
+METRIC_COLUMNS = ("step", "split", "metric", "value")          # metrics.csv
+GRADIENT_COLUMNS = ("step", "kind", "index", "name", "value")  # gradients.parquet
+# what reading a run's or a stage's file raises when it is truncated, corrupt or hand-edited
+# (JSON, CSV and Arrow parse errors are ValueErrors)
+UNREADABLE = (OSError, ValueError, KeyError, TypeError)
 
 # the stage folders under a results folder, in pipeline order
 RUNS, JOBS, TUNING, AGGREGATE, STATS, FIGURES, TABLES = "runs", "jobs", "tuning", "aggregate", "stats", "figures", "tables"

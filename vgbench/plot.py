@@ -3,7 +3,6 @@ provenance (figure, git commit, profile name and hash) in the PDF/PNG metadata."
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 from vgbench.config import ConfigError
 from vgbench import paths

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import resource
 import time
-from pathlib import Path
 
 from vgbench import grid, paths
 from vgbench.config import ConfigError

@@ -38,7 +38,7 @@ def select(profile: grid.Profile, results: str | Path) -> pd.DataFrame:
             rows.append({"tune_key": spec.tune_key, "study": spec.study, "variant": spec.variant,
                          "lr": spec.cfg.lr, "seed": spec.cfg.seed, "score": score(s),
                          "diverged": s["status"] == "diverged", "run_id": spec.run_id})
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except paths.UNREADABLE as e:
             bad.append((d, f"{type(e).__name__}: {e}"))
     if missing:
         raise FileNotFoundError(f"{len(missing)} tuning runs missing, e.g. {missing[:3]}")
@@ -70,7 +70,7 @@ def read_selected(path: str | Path) -> dict[str, float]:
         lrs = pd.to_numeric(sel["lr"], errors="raise").astype(float)
         if df["selected"].isna().any() or not (lrs > 0).all() or sel["tune_key"].duplicated().any():
             raise ValueError("a selected lr is missing, not > 0, or chosen twice for one condition")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except paths.UNREADABLE as e:
         raise ConfigError(f"{path} cannot be read ({type(e).__name__}: {e}); delete it and run the same command "
                           "again: the select_lr stage rebuilds it from the tuning runs, none of which is retrained"
                           ) from None

@@ -19,7 +19,6 @@ loss, so higher is better everywhere. No plotting here (figures never compute st
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

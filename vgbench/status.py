@@ -8,7 +8,6 @@ Useful while the pipeline or a cluster works through a profile; reads only, writ
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from vgbench import grid, paths
 from vgbench.config import ConfigError
@@ -41,7 +40,7 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
                 if f.is_file():
                     try:
                         summ = paths.read_summary(f.parent)
-                    except (OSError, ValueError) as e:
+                    except paths.UNREADABLE as e:
                         corrupt.append((f.parent, e))
                         continue
                     done += 1
@@ -63,8 +62,8 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
 
 def main(args) -> int:
     prof = grid.load_profile(args.profile)
-    if Path(args.results).exists() and not Path(args.results).is_dir():
-        raise ConfigError(f"--results {args.results} is a file, not a results folder")
+    if paths.file_in_the_way(args.results) is not None:
+        raise ConfigError(f"--results {args.results}: {paths.file_in_the_way(args.results)} is a file, not a folder")
     if not paths.runs_dir(args.results).is_dir():
         print(f"note: {paths.runs_dir(args.results)} does not exist: no run has been written into "
               f"--results {args.results} yet (is it the folder the pipeline writes?)")

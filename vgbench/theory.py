@@ -165,7 +165,7 @@ def q_star(activation: str, sw2: float, sb2: float, q0: float = 1.0, tol: float 
     """Fixed point of the variance map q -> sw2 E[phi(z)^2] + sb2, z ~ N(0, q): iteration, and where
     that is slow (the map's slope near 1, e.g. tanh near sw2 = 1 at sb2 = 0) the root of map(q) - q."""
     from scipy.optimize import brentq
-    vmap = lambda q: sw2 * expect(lambda z: phi(activation, z) ** 2, q) + sb2
+    vmap = lambda q: sw2 * second_moment(activation, q) + sb2
     q = q0
     for _ in range(max_iter):
         new = vmap(q)
@@ -310,8 +310,6 @@ def table(runs, curves, study: str | None, input_qs=None):
 
 
 def main(args) -> int:
-    from pathlib import Path
-
     import pandas as pd
 
     from vgbench import paths

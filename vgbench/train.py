@@ -8,7 +8,6 @@ gradients.parquet and, last and atomically, summary.json.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import os
@@ -398,7 +397,7 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
     if module.step_i > 0:
         tail = module.loss_buf[max(0, module.step_i - cfg.eval_every):module.step_i]
         final["train/loss"] = float(tail.mean())
-    metrics = pd.DataFrame(module.rows, columns=["step", "split", "metric", "value"])
+    metrics = pd.DataFrame(module.rows, columns=list(paths.METRIC_COLUMNS))
     metrics.to_csv(out / paths.METRICS, index=False)
     rec.frame().to_parquet(out / paths.GRADIENTS, index=False)
 
