@@ -108,12 +108,44 @@ def test_tanh_rnn_vanishes_through_time():
     assert any("LSTM" in a["mitigation"] for a in rep.advice)
 
 
-def test_transformer_encoder_is_measured():
+def test_transformer_encoder_is_measured_attention_included():
+    """Attention applies its out_proj weight itself, so a hook on leaf modules never saw it: the
+    attention layers were missing from the table. Each block is now attention, norm1, linear1,
+    linear2, norm2, with ||dL/dW|| equal to autograd's over the module's own weights."""
     torch.manual_seed(0)
     enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 3, enable_nested_tensor=False)
-    rep = diagnose(enc, torch.randn(4, 10, 16))
-    assert rep.verdict in ("vanishing", "exploding", "healthy") and len(rep.layers) >= 6
-    assert all(l["weight_grad"] is not None for l in rep.layers if l["type"] == "Linear")
+    x = torch.randn(4, 10, 16, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)          # the same dropout masks in both passes
+    rep = measure(enc, x)
+    assert [l["name"] for l in rep.layers[:5]] == ["layers.0.self_attn", "layers.0.norm1", "layers.0.linear1",
+                                                   "layers.0.linear2", "layers.0.norm2"] and len(rep.layers) == 15
+    torch.manual_seed(1)
+    out = enc(x)   # the same loss by hand: every position's 16 outputs read as class logits
+    y = torch.randint(0, 16, (40,), generator=torch.Generator().manual_seed(0))
+    nn.functional.cross_entropy(out.reshape(40, 16), y).backward()
+    for l in rep.layers:
+        m = enc.get_submodule(l["name"])
+        ws = [m.in_proj_weight, m.out_proj.weight] if l["type"] == "MultiheadAttention" else [m.weight]
+        assert l["weight_grad"] == pytest.approx(float(torch.cat([w.grad.flatten() for w in ws]).norm()), rel=1e-4)
+    # healthy at init (post-LN keeps every block's gradient alike): no layer range is flagged, where
+    # single consecutive-layer factors (norm1 -> linear1 -> linear2: a branch against the main path)
+    # were reported as six alternating vanishing / exploding ranges
+    assert rep.verdict == "healthy" and rep.ranges == []
+
+
+@pytest.mark.parametrize("vals, ranges", [
+    ([1.0, 0.4, 1.0, 0.4, 1.0], []),                                    # alternating: one factor at a time
+    ([0.001, 0.01, 0.1, 1.0, 1.0], [("vanishing", [0, 3], 0.1)]),        # three factors of 0.1
+    ([1.0, 1.0, 300.0, 3.0, 1.0], [("exploding", [2, 4], 300 ** 0.5)]),  # 1 -> 300 alone is not a range
+    ([0.01, 0.1, 1.0], [("vanishing", [0, 2], 0.1)]),
+    ([0.1, 1.0], []),
+])
+def test_local_ranges_need_three_layers_in_a_row(vals, ranges):
+    from vgbench.diagnose import _local_ranges
+    got = [(r["kind"], r["layers"], r["mean_factor_per_layer"]) for r in _local_ranges(vals)]
+    assert [(k, l) for k, l, _ in got] == [(k, l) for k, l, _ in ranges]
+    for (_, _, f), (_, _, want) in zip(got, ranges):
+        assert f == pytest.approx(want)
 
 
 def test_resnet18_runs_in_seconds():

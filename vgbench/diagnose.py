@@ -1,7 +1,8 @@
 """`vgbench diagnose`: gradient flow of a user's own model, with a verdict and the benchmark's evidence.
 
 `diagnose(model, example_input)` measures, with hooks and without changing the module:
-  - per layer (every leaf module with a weight, in the order the forward pass calls them):
+  - per layer (every leaf module with a weight, every recurrent module and every attention module,
+    in the order the forward pass calls them):
     ||dL/dW|| and ||dL/dh|| (the gradient reaching the layer's output);
   - the fraction of dead (ReLU family: <= 0 for every example) or saturated (sigmoid/tanh:
     derivative below 5 % of its maximum) units at the outputs of activation modules;
@@ -10,9 +11,11 @@
   - for a plain stack of Linear layers with one known activation, the mean-field prediction
     (vgbench.theory) of the per-layer decay beside the measured one.
 Verdict (thresholds stated in THRESHOLDS): the first/last layer ratio of ||dL/dh|| over the
-whole net decides vanishing (< 10^-2), exploding (> 10^2) or healthy; each run of consecutive
-layers whose local factor (consecutive-layer ratio) is below 1/2 or above 2 is reported as a
-vanishing or exploding range. Advice lists the mitigations that apply to the model, each with
+whole net decides vanishing (< 10^-2), exploding (> 10^2) or healthy; each run of at least three
+consecutive layers whose local factors (consecutive-layer ratios) are all below 1/2 or all above 2
+is reported as a vanishing or exploding range. A single factor is not: between two consecutive
+layers of a residual block or a transformer's feed-forward branch it compares a branch with the
+main path, not one depth with the next. Advice lists the mitigations that apply to the model, each with
 the effect the benchmark measured (a results folder's claims.csv, or the numbers shipped in
 vgbench/evidence/default_claims.csv, frontier_claims.csv and followup_claims.csv, stated as such).
 """
@@ -32,7 +35,7 @@ from vgbench import paths
 from vgbench.config import ConfigError
 
 THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5, "local_high": 2.0,
-              "saturated_derivative": 0.05}
+              "local_min_layers": 3, "saturated_derivative": 0.05}
 EVIDENCE = Path(__file__).resolve().parent / "evidence"
 # the claims shipped with vgbench and the runs (and commits) they come from
 SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 2026-11-28, commit 477cbf0 "
@@ -42,6 +45,9 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 20
            EVIDENCE / "followup_claims.csv": ("followup profile, run 2026-11-29: 264 runs at commit f04823c, "
                                              "the 192 of sigmoid_c_depth at 79d65a2, the 96 of irnn_clip at f739d93")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
+# modules measured as one layer although they have children: attention applies its out_proj's
+# weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
+LAYERS = RECURRENT + (nn.MultiheadAttention,)
 RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.PReLU, nn.SELU, nn.ReLU6)
 SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("tanh", lambda a: 1 - a * a)}
 # mitigation -> (when it applies, the benchmark claims that measured it)
@@ -151,7 +157,8 @@ def _loss(out: torch.Tensor, loss: str | None, target=None):
 
 
 def _local_ranges(vals: list) -> list:
-    """Maximal runs of consecutive layers whose local factor is below/above the thresholds."""
+    """Maximal runs of at least THRESHOLDS["local_min_layers"] consecutive layers whose local
+    factors are all below / all above the thresholds."""
     out, cur = [], None
     for i in range(1, len(vals)):
         a, b = vals[i - 1], vals[i]
@@ -166,7 +173,8 @@ def _local_ranges(vals: list) -> list:
             cur = {"kind": kind, "first": i - 1, "last": i, "factors": [f]}
             out.append(cur)
     return [{"kind": r["kind"], "layers": [r["first"], r["last"]],
-             "mean_factor_per_layer": float(np.exp(np.mean(np.log(r["factors"]))))} for r in out]
+             "mean_factor_per_layer": float(np.exp(np.mean(np.log(r["factors"]))))} for r in out
+            if r["last"] - r["first"] + 1 >= THRESHOLDS["local_min_layers"]]
 
 
 def _verdict(ratio):
@@ -236,7 +244,7 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
 
     for m in model.modules():
         if len(list(m.children())) == 0 and isinstance(getattr(m, "weight", None), torch.Tensor) \
-                and m.weight.requires_grad or isinstance(m, RECURRENT):
+                and m.weight.requires_grad or isinstance(m, LAYERS):
             handles.append(m.register_forward_hook(fwd))
         if isinstance(m, RELU_LIKE + tuple(SATURATING)):
             handles.append(m.register_forward_hook(act_fwd))
@@ -254,7 +262,8 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
             h.remove()
     rows = []
     for i, m in enumerate(layers):
-        ws = [p for n, p in m.named_parameters(recurse=False) if n.startswith("weight")]
+        # weight, weight_ih_l0, ...; attention: in_proj_weight (or q/k/v_proj_weight) and out_proj.weight
+        ws = [p for n, p in m.named_parameters() if "weight" in n.rsplit(".", 1)[-1]]
         wg = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in ws if p.grad is not None)) if ws else None
         name = next((n for n, mm in model.named_modules() if mm is m), type(m).__name__)
         rows.append({"index": i, "name": name or type(m).__name__, "type": type(m).__name__,
