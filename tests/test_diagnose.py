@@ -218,6 +218,49 @@ def test_steps_measure_again_after_training():
     assert rep.after is not None and rep.after.layers[0]["weight_grad"] != rep.layers[0]["weight_grad"]
 
 
+class TokenRNN(nn.Module):
+    """A language-model-like net: token indices -> embedding -> tanh RNN -> read out at the last step."""
+    def __init__(self, vocab=50):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb, self.rnn, self.head = nn.Embedding(vocab, 8), nn.RNN(8, 32, batch_first=True), nn.Linear(32, 5)
+
+    def forward(self, x):
+        return self.head(self.rnn(self.emb(x))[0][:, -1])
+
+
+def test_token_inputs_stay_integers_and_time_is_measured_at_the_embedding():
+    """Integer inputs were cast to float, so no model starting with nn.Embedding could be diagnosed,
+    not even with the indices the user passed; per-time-step gradients are read at the embedding's
+    output, against autograd."""
+    net, x = TokenRNN(), torch.randint(0, 50, (16, 60), generator=torch.Generator().manual_seed(0))
+    rep = diagnose(net, x)
+    assert [l["name"] for l in rep.layers] == ["emb", "rnn", "head"] and len(rep.time) == 60
+    e = net.emb(x)
+    e.retain_grad()
+    y = torch.randint(0, 5, (16,), generator=torch.Generator().manual_seed(0))
+    nn.functional.cross_entropy(net.head(net.rnn(e)[0][:, -1]), y).backward()
+    want = e.grad.norm(dim=(0, 2))
+    assert rep.time == pytest.approx(want.tolist(), rel=1e-4)
+    assert rep.time_verdict == "vanishing" and rep.layers[0]["weight_grad"] == pytest.approx(float(net.emb.weight.grad.norm()), rel=1e-4)
+
+
+def test_a_float64_model_is_measured_in_float64():
+    """Inputs were cast to float32, so a model in float64 failed on its own dtype."""
+    rep = diagnose(mlp(3, nn.Tanh).double(), X.double())
+    assert rep.verdict == "healthy" and len(rep.layers) == 4
+
+
+def test_cli_draws_token_indices_for_a_model_with_an_embedding(tmp_path, capsys):
+    f = tmp_path / "m.py"
+    f.write_text("import torch.nn as nn\ndef net():\n    return nn.Sequential(nn.Embedding(30, 8), nn.Flatten(), "
+                 "nn.Linear(80, 3))\n")
+    assert cli.main(["diagnose", f"{f}:net", "--input-shape", "10", "--out", str(tmp_path / "o")]) == 0
+    assert "random token indices in [0, 30)" in capsys.readouterr().out
+    d = json.loads((tmp_path / "o/diagnose.json").read_text())
+    assert [l["type"] for l in d["layers"]] == ["Embedding", "Linear"] and all(l["weight_grad"] for l in d["layers"])
+
+
 def test_cli_writes_json_png_pdf(tmp_path, capsys):
     f = tmp_path / "m.py"
     f.write_text("import torch.nn as nn\ndef net():\n    return nn.Sequential(*[m for _ in range(12) for m in "

@@ -7,7 +7,8 @@
   - the fraction of dead (ReLU family: <= 0 for every example) or saturated (sigmoid/tanh:
     derivative below 5 % of its maximum) units at the outputs of activation modules;
   - for models with a recurrent module (nn.RNN/LSTM/GRU): ||dL/dx_t||, the gradient that
-    reaches each time step of the input through the recurrence;
+    reaches each time step of the input through the recurrence (for integer token inputs, the
+    gradient at the first embedding's output);
   - for a plain stack of Linear layers with one known activation, the mean-field prediction
     (vgbench.theory) of the per-layer decay beside the measured one.
 Verdict (thresholds stated in THRESHOLDS): the first/last layer ratio of ||dL/dh|| over the
@@ -227,6 +228,13 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
         if t is not None and t.requires_grad:
             t.register_hook(lambda g, mod=mod: out_norms.__setitem__(mod, float(g.norm())))
 
+    seq_grad = {}   # integer (token) inputs: the gradient reaching the first embedding's output
+
+    def emb_fwd(mod, inp, out):
+        if not seq_grad and out.requires_grad:
+            seq_grad["hooked"] = None
+            out.register_hook(lambda g: seq_grad.__setitem__("grad", g.detach()))
+
     def act_fwd(mod, inp, out):
         t = _first_tensor(out)
         if t is None:
@@ -248,7 +256,11 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
             handles.append(m.register_forward_hook(fwd))
         if isinstance(m, RELU_LIKE + tuple(SATURATING)):
             handles.append(m.register_forward_hook(act_fwd))
-    x = x.detach().clone().float().requires_grad_(bool(rec_mods))
+        if isinstance(m, nn.Embedding):
+            handles.append(m.register_forward_hook(emb_fwd))
+    x = x.detach().clone()   # its own dtype: token indices stay integers, a float64 model gets float64
+    if x.is_floating_point():
+        x.requires_grad_(bool(rec_mods))
     was_training = model.training
     try:
         model.zero_grad(set_to_none=True)
@@ -279,9 +291,11 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
         verdict = "vanishing"
         note = "no gradient reaches any layer (every norm is 0: dead or saturated units everywhere)"
     time, tverdict = [], None
-    if rec_mods and x.grad is not None and x.dim() == 3:
+    # per time step: dL/dx_t, or for token inputs dL/de_t at the embedding's output
+    g = x.grad if x.grad is not None else seq_grad.get("grad")
+    if rec_mods and g is not None and g.dim() == 3:
         tdim = 1 if getattr(rec_mods[0], "batch_first", False) else 0
-        g = x.grad.transpose(0, tdim) if tdim else x.grad
+        g = g.transpose(0, tdim) if tdim else g
         time = [float(v) for v in g.reshape(g.shape[0], -1).norm(dim=1)]
         tverdict = _verdict(time[0] / time[-1] if time[-1] > 0 else None)
     model.zero_grad(set_to_none=True)
@@ -481,8 +495,14 @@ def main(args) -> int:
                                   f"{args.task} example has {x[0].numel()} (shape {tuple(x.shape[1:])})")
             x = x.reshape(len(x), *shape)
     else:
+        vocab = [m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)]
+        gen = torch.Generator().manual_seed(0)
         try:
-            x, y = torch.randn((args.batch, *shape), generator=torch.Generator().manual_seed(0)), None
+            if vocab:   # a model that embeds tokens takes indices every embedding table can look up
+                x, y = torch.randint(0, min(vocab), (args.batch, *shape), generator=gen), None
+                print(f"input: random token indices in [0, {min(vocab)}) (the model has an nn.Embedding)")
+            else:
+                x, y = torch.randn((args.batch, *shape), generator=gen), None
         except RuntimeError as e:
             raise ConfigError(f"cannot make a random batch of shape {(args.batch, *shape)}: "
                               f"{' '.join(str(e).split())[:200]}") from None
