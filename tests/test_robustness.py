@@ -360,7 +360,8 @@ def test_unreadable_run_files_are_named_with_the_fix_and_nothing_is_deleted(tmp_
                      "--selected", str(paths.selected_lr(res))]) == 0
     final = sorted(d for d in (res / "runs").iterdir() if not d.name.startswith("tune-"))
     assert len(final) == 3
-    broken = {final[0] / "summary.json": '{"broken', final[1] / "metrics.csv": "", final[2] / "gradients.parquet": "x"}
+    broken = {final[0] / "summary.json": '{"broken', final[1] / "metrics.csv": "", final[2] / "gradients.parquet": "x",
+              tune[1] / "config.json": "", tune[0] / "config.json": (final[0] / "config.json").read_text()}
     marker = paths.job_marker("final", "final-s-base", res)
     marker_text = marker.read_text()
     marker.write_text("{")
@@ -372,7 +373,8 @@ def test_unreadable_run_files_are_named_with_the_fix_and_nothing_is_deleted(tmp_
         f.write_text(text)
     assert cli.main(["aggregate", *common]) == 2
     err = _err(capsys)
-    assert "3 complete run(s) have unreadable files" in err and all(str(d) in err for d in final)
+    assert "5 complete run(s) have unreadable files" in err and all(str(d) in err for d in final + tune)
+    assert f"records run {final[0].name!r}, not this directory's" in err   # a config.json copied over another
     assert "Traceback" not in err and all(f.read_text() == t for f, t in broken.items())   # nothing deleted
     assert cli.main(["status", *common]) == 0
     assert "1 run(s) have a summary.json that cannot be read" in capsys.readouterr().out

@@ -62,6 +62,7 @@ def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame,
         d = paths.run_dir(spec.run_id, results)
         try:
             rows.append(_row(spec, paths.read_summary(d)))
+            paths.read_run_record(d)   # the provenance the manifest cites must be readable too
             if spec.stage != "final":
                 continue
             g = pd.read_parquet(d / paths.GRADIENTS)

@@ -79,6 +79,17 @@ def read_summary(run: str | Path) -> dict:
     return meta
 
 
+def read_run_record(run: str | Path) -> dict:
+    """A run's config.json (its config, commit and versions: the run's provenance) as a mapping;
+    ValueError if it cannot be read or records another run."""
+    rec = json.loads((Path(run) / CONFIG).read_text())
+    if not isinstance(rec, dict) or not isinstance(rec.get("config"), dict):
+        raise ValueError(f"{CONFIG} is not a vgbench run record (no 'config' mapping)")
+    if rec.get("run_id") != Path(run).name:
+        raise ValueError(f"{CONFIG} records run {rec.get('run_id')!r}, not this directory's")
+    return rec
+
+
 def corrupt_runs_error(bad: list) -> ConfigError:
     """One error for every run whose files cannot be read: [(run directory, reason)], with the
     command that makes the pipeline retrain them (nothing is deleted here)."""
