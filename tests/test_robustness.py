@@ -68,6 +68,44 @@ def test_empty_dir_and_interrupted_run_are_reused(tmp_path, tiny):
     assert paths.is_complete(empty) and not (empty / ".summary.json.99.tmp").exists()
 
 
+def test_a_run_directory_in_training_is_locked_and_a_killed_holder_leaves_no_lock(tmp_path, tiny, capsys):
+    """A second `vgbench train --out` into a directory another process was training into cleared
+    that process's files and wrote its own between them: config.json said 50 steps, summary.json
+    and metrics.csv 3000. Now the second exits 2 and touches nothing; the lock dies with its holder."""
+    from vgbench.train import run
+    out = tmp_path / "run"
+    assert cli.main(["train", EXAMPLE, *TINY, "--out", str(out)]) == 0
+    (out / paths.SUMMARY).unlink()                     # an interrupted run, as the first process sees it
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               f"fd = os.open({str(out / paths.LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242'); print('held', flush=True)\n"
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert cli.main(["train", EXAMPLE, *TINY, "--out", str(out)]) == 2
+        assert "being trained by another process (pid 4242)" in _err(capsys)
+        with pytest.raises(ConfigError, match="being trained by another process"):
+            run(load(tiny), out)
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != paths.LOCK} == before
+    finally:
+        holder.kill()                                  # SIGKILL: the kernel drops the flock, the file stays
+        holder.wait()
+    assert (out / paths.LOCK).exists()
+    run(load(tiny), out)                               # the stale lock file does not block a rerun
+    assert paths.is_complete(out) and not (out / paths.LOCK).exists()
+
+
+def test_a_directory_holding_only_a_stale_lock_counts_as_empty(tmp_path, tiny):
+    """SIGKILL between taking the lock and writing config.json leaves only .lock behind."""
+    from vgbench.train import run
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / paths.LOCK).write_text("123")
+    run(load(tiny), out)
+    assert paths.is_complete(out) and not (out / paths.LOCK).exists()
+
+
 # --- 2. W&B unreachable: bounded wait, then offline for the rest of the process ------------
 def test_unreachable_wandb_falls_back_to_offline(tmp_path, tiny, monkeypatch):
     pytest.importorskip("wandb")

@@ -18,8 +18,8 @@ from vgbench.config import ConfigError, from_file
 def _train(args) -> int:
     cfg = from_file(args.config, args.set)
     out = Path(args.out)
-    from vgbench.paths import prepare_run_dir
-    prepare_run_dir(out, args.force)  # before the heavy imports: a bad --out fails at once
+    from vgbench.paths import check_run_dir
+    check_run_dir(out, args.force)  # before the heavy imports: a bad --out fails at once
     from vgbench.train import run
     s = run(cfg, out, force=args.force, tags=tuple(args.tag),
             progress=sys.stderr if sys.stderr.isatty() else None)  # silent in logs and pipes

@@ -15,6 +15,7 @@ METRICS = "metrics.csv"
 GRADIENTS = "gradients.parquet"
 SUMMARY = "summary.json"
 WANDB = "wandb"
+LOCK = ".lock"   # held (flock) while a process trains into the directory; removed when it ends
 RUN_FILES = (CONFIG, METRICS, GRADIENTS, SUMMARY)
 METRIC_COLUMNS = ("step", "split", "metric", "value")          # metrics.csv
 GRADIENT_COLUMNS = ("step", "kind", "index", "name", "value")  # gradients.parquet
@@ -53,7 +54,7 @@ def is_complete(run: str | Path) -> bool:
 def _is_run_entry(p: Path) -> bool:
     """An entry a vgbench run writes: its data files, its wandb folder, write_json_atomic's temp files."""
     name = p.name
-    if name in RUN_FILES:
+    if name in RUN_FILES or name == LOCK:
         return p.is_file()
     if name == WANDB:
         return p.is_dir()
@@ -107,28 +108,78 @@ def file_in_the_way(folder: str | Path) -> Path | None:
     return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
 
 
-def prepare_run_dir(out: Path, force: bool) -> None:
-    """Make `out` ready for a run without ever deleting anything that is not a vgbench run's.
-
-    A missing or empty directory is used as is; a directory that holds only a vgbench run's
-    own files (config.json, written first, and what follows it) is an interrupted run and is
-    cleared; a complete run is cleared only with force. Anything else (a file, a directory with
-    other content, `--out .`) raises ConfigError and nothing is touched.
-    """
+def check_run_dir(out: Path, force: bool) -> None:
+    """ConfigError, with nothing touched, unless `out` may receive a run: missing, empty, an
+    interrupted vgbench run (only a run's own files, config.json first) or, with force, a
+    complete one. Anything else (a file, a directory with other content, `--out .`) is refused."""
     blocker = file_in_the_way(out)
     if blocker == out:
         raise ConfigError(f"--out {out} is an existing file, not a run directory")
     if blocker is not None:
         raise ConfigError(f"--out {out}: {blocker} is a file, so the run directory cannot be made under it")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
         if not _is_vgbench_run(out):
             raise ConfigError(f"--out {out} is a non-empty directory that is not a vgbench run directory; "
                               "refusing to clear it (choose a new or empty directory)")
         if is_complete(out) and not force:
             raise ConfigError(f"{out} already holds a complete run (summary.json); pass --force to retrain it")
-        for p in out.iterdir():  # only the run's own entries (checked above)
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+class RunLock:
+    """An exclusive lock on a run directory while one process trains into it (flock on its .lock
+    file, so the kernel releases it when the process dies, SIGKILL included). A second process
+    training into the same directory used to clear the first one's files and interleave its own
+    with them: a run whose config.json and summary.json described different runs."""
+
+    def __init__(self, out: Path):
+        import fcntl
+        self.path, self.fd = Path(out) / LOCK, None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise ConfigError(f"{out} is being trained by another process (pid {pid}): wait for it to "
+                                  "finish, or choose another --out") from None
+            except OSError:      # a file system without flock: train unlocked, as before
+                os.close(fd)
+                return
+            try:                 # the holder before us may have removed the file we locked
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+
+
+def prepare_run_dir(out: Path, force: bool) -> RunLock:
+    """Make `out` ready for a run without ever deleting anything that is not a vgbench run's
+    (check_run_dir), and lock it: an interrupted run is cleared, a complete run only with force.
+    The caller trains, then releases the lock (RunLock.release)."""
+    check_run_dir(out, force)
     out.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out)
+    try:
+        check_run_dir(out, force)   # again, now that no other process can change it
+        for p in out.iterdir():     # only the run's own entries (checked above)
+            if p.name != LOCK:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def job_marker(stage: str, job: str, results: str | Path = "results") -> Path:

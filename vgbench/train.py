@@ -332,7 +332,14 @@ def run(cfg: RunConfig, out: str | Path, force: bool = False, tags: tuple = (),
     terminal) to show a progress line on, or None (pipeline jobs: logs stay clean)."""
     t0 = time.perf_counter()
     out = Path(out)
-    paths.prepare_run_dir(out, force)
+    lock = paths.prepare_run_dir(out, force)   # no other process trains into `out` until this one ends
+    try:
+        return _run(cfg, out, tags, threads, progress, t0)
+    finally:
+        lock.release()
+
+
+def _run(cfg: RunConfig, out: Path, tags: tuple, threads: int | None, progress, t0: float) -> dict:
     threads = threads or int(os.environ.get("VGBENCH_THREADS", "1"))
     torch.set_num_threads(threads)
     cond = config_hash(cfg.condition())
