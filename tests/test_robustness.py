@@ -418,6 +418,41 @@ def test_unreadable_run_files_are_named_with_the_fix_and_nothing_is_deleted(tmp_
     assert "1 run(s) have a summary.json that cannot be read" in capsys.readouterr().out
 
 
+def test_a_stage_killed_while_writing_leaves_its_previous_outputs_intact(tmp_path, capsys, monkeypatch):
+    """Stage outputs were written in place: a stage that died mid-write (Ctrl-C, a full disk) left
+    a truncated aggregate/*.parquet or stats/*.csv where the previous complete one had been, and
+    read by hand or by a manifest it looked like a result. Now each is written beside and renamed."""
+    import pandas as pd
+    from vgbench import provenance
+    prof, res = tmp_path / "tiny.yaml", tmp_path / "res"
+    prof.write_text(TINY_PROFILE)
+    common = [str(prof), "--results", str(res)]
+    assert cli.main(["run-job", *common, "--stage", "tune", "--job", "tune-s-base"]) == 0
+    assert cli.main(["select-lr", *common]) == 0
+    assert cli.main(["run-job", *common, "--stage", "final", "--job", "final-s-base",
+                     "--selected", str(paths.selected_lr(res))]) == 0
+    assert cli.main(["aggregate", *common]) == 0 and cli.main(["stats", *common]) == 0
+    outputs = sorted((res / paths.AGGREGATE).iterdir()) + sorted((res / paths.STATS).iterdir())
+    before = {f: f.read_bytes() for f in outputs}
+
+    def dies_half_way(writer):
+        def write(self, path, *a, **k):
+            Path(path).write_bytes(b"PAR1 trunc")        # some bytes reach the disk, then the process dies
+            raise KeyboardInterrupt
+        return write
+    for method, stage in (("to_parquet", "aggregate"), ("to_csv", "stats")):
+        with monkeypatch.context() as m:
+            m.setattr(pd.DataFrame, method, dies_half_way(getattr(pd.DataFrame, method)))
+            with pytest.raises(KeyboardInterrupt):
+                cli.main([stage, *common])
+    assert {f: f.read_bytes() for f in outputs} == before
+    assert not [f for d in (paths.AGGREGATE, paths.STATS) for f in (res / d).iterdir() if provenance.is_temp(f)]
+    (res / paths.STATS / ".claims.csv.99.tmp").write_text("x")  # a temp file a SIGKILL left behind
+    from vgbench.manifest import collect
+    assert not [f for f in collect(res, set()) if provenance.is_temp(f)]
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize("text", ["", "garbage\n", "tune_key,lr\nx,abc\n",
                                   "tune_key,study,variant,lr,selected\nk,s,base,-0.1,True\n"])
 def test_an_unreadable_selected_lr_table_says_how_to_rebuild_it(tmp_path, text):

@@ -128,9 +128,10 @@ def main(args) -> int:
     runs, curves, jobs = aggregate(profile, args.results)
     out = paths.aggregate("runs", args.results).parent
     out.mkdir(parents=True, exist_ok=True)
-    runs.to_parquet(paths.aggregate("runs", args.results), index=False)
-    curves.to_parquet(paths.aggregate("curves", args.results), index=False)
-    jobs.to_parquet(paths.aggregate("jobs", args.results), index=False)
+    from vgbench.provenance import atomic_write
+    for name, df in (("runs", runs), ("curves", curves), ("jobs", jobs)):
+        with atomic_write(paths.aggregate(name, args.results)) as tmp:
+            df.to_parquet(tmp, index=False)
     fin = runs[runs.stage == "final"]
     n_div = int((fin.status == "diverged").sum())
     print(f"aggregate: {len(runs)} runs found ({len(fin)} final: {len(fin) - n_div} ok, {n_div} diverged; "

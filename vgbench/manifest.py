@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from vgbench.provenance import git_commit, run_commits, sha256, write_json_atomic
+from vgbench.provenance import git_commit, is_temp, run_commits, sha256, write_json_atomic
 from vgbench import paths
 
 
@@ -45,7 +45,7 @@ def collect(results: Path, run_ids: set[str]) -> list[Path]:
     left from an older version of the profile is not part of these results."""
     files = []
     for sub in (paths.AGGREGATE, paths.STATS, paths.FIGURES, paths.TABLES, paths.TUNING, paths.JOBS):
-        files += sorted(p for p in (results / sub).rglob("*") if p.is_file())
+        files += sorted(p for p in (results / sub).rglob("*") if p.is_file() and not is_temp(p))
     for run_id in sorted(run_ids):
         run = paths.run_dir(run_id, results)
         files += [run / f for f in paths.RUN_FILES if (run / f).is_file()]

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from vgbench.config import ConfigError
+from vgbench.provenance import is_temp
 
 # inside a run directory
 CONFIG = "config.json"
@@ -58,7 +59,7 @@ def _is_run_entry(p: Path) -> bool:
         return p.is_file()
     if name == WANDB:
         return p.is_dir()
-    return p.is_file() and name.startswith(".") and name.endswith(".tmp")
+    return p.is_file() and is_temp(p)
 
 
 def _is_vgbench_run(out: Path) -> bool:

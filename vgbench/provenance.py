@@ -1,6 +1,7 @@
 """Provenance helpers that import nothing heavy (no torch): git commit, file hashes."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -37,15 +38,30 @@ def _json_safe(x):
     return x
 
 
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON so that `path` is either absent or complete, also after a power cut:
-    temp file, fsync, rename, fsync of the directory."""
+def is_temp(path: str | Path) -> bool:
+    """A temporary file of atomic_write (left behind only by a process killed while writing)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path):
+    """Yields a temporary path beside `path` to write to; on success it replaces `path` (fsynced,
+    then the directory), so `path` is either the old file or the complete new one, also after a
+    kill or a power cut; on an error the temporary file is removed and `path` is untouched."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(_json_safe(data), indent=2, sort_keys=True))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         fd = os.open(path.parent, os.O_RDONLY)
     except OSError:
@@ -56,6 +72,12 @@ def write_json_atomic(path: Path, data) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON so that `path` is either absent or complete, also after a power cut."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=True))
 
 
 def versions() -> dict:

@@ -82,9 +82,9 @@ def main(args) -> int:
     df = select(profile, args.results)
     out = paths.selected_lr(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(out)
+    from vgbench.provenance import atomic_write
+    with atomic_write(out) as tmp:
+        df.to_csv(tmp, index=False)
     sel = df[df["selected"].astype(bool)]
     print(f"select-lr: {len(sel)} conditions tuned, {int(sel['all_diverged'].sum())} diverged at every lr -> {out}")
     return 0

@@ -226,8 +226,10 @@ def main(args) -> int:
     fr, rk = friedman(o, [n for n, s in prof.studies.items() if s.baselines])
     from vgbench.claims import evaluate
     cl = evaluate(o, curves, prof.claims)
+    from vgbench.provenance import atomic_write
     for name, df in [("conditions", cond), ("comparisons", comp), ("friedman", fr), ("ranks", rk), ("claims", cl)]:
-        df.to_csv(paths.stats(name, res), index=False)
+        with atomic_write(paths.stats(name, res)) as tmp:
+            df.to_csv(tmp, index=False)
     n_sig = int(comp["significant"].sum()) if len(comp) else 0
     print(f"stats: {len(cond)} conditions, {len(comp)} comparisons ({n_sig} significant after Holm), "
           f"{len(cl)} claims -> {out}")

@@ -328,6 +328,8 @@ def main(args) -> int:
     text = globals()[args.name](load_frames(args.results, prof.report), prof)
     out = paths.table(args.name, args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    from vgbench.provenance import atomic_write
+    with atomic_write(out) as tmp:
+        tmp.write_text(text)
     print(f"table {args.name}: {out}")
     return 0

@@ -320,7 +320,9 @@ def main(args) -> int:
     t = table(runs, pd.read_parquet(paths.aggregate("curves", res)), study, input_qs(runs, study))
     out = paths.stats(paths.THEORY, res)
     out.parent.mkdir(parents=True, exist_ok=True)
-    t.to_csv(out, index=False)
+    from vgbench.provenance import atomic_write
+    with atomic_write(out) as tmp:
+        t.to_csv(tmp, index=False)
     n = t.groupby(["activation", "init"]).ngroups if len(t) else 0
     print(f"theory: mean-field predictions for {n} activation x init pairs -> {out}")
     return 0

@@ -27,14 +27,15 @@ def empty(ax, text="no data in this profile"):
 
 def save(fig, path_stem: str, provenance: dict) -> list[str]:
     """Write <stem>.pdf and <stem>.png with the provenance in each file's metadata."""
+    from vgbench.provenance import atomic_write
     blob = json.dumps(provenance, sort_keys=True)
-    out = []
     # no CreationDate: the same data and code give the same bytes (the provenance says what made it)
-    fig.savefig(f"{path_stem}.pdf", metadata={"Title": provenance.get("figure", ""), "Subject": blob,
-                                               "Creator": "vgbench", "CreationDate": None})
-    out.append(f"{path_stem}.pdf")
-    fig.savefig(f"{path_stem}.png", metadata={"Title": provenance.get("figure", ""), "Description": blob,
-                                               "Software": "vgbench"})
-    out.append(f"{path_stem}.png")
+    meta = {"pdf": {"Title": provenance.get("figure", ""), "Subject": blob, "Creator": "vgbench", "CreationDate": None},
+            "png": {"Title": provenance.get("figure", ""), "Description": blob, "Software": "vgbench"}}
+    out = []
+    for fmt, md in meta.items():
+        with atomic_write(f"{path_stem}.{fmt}") as tmp:
+            fig.savefig(tmp, format=fmt, metadata=md)
+        out.append(f"{path_stem}.{fmt}")
     plt.close(fig)
     return out
