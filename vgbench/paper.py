@@ -37,6 +37,8 @@ def main(args) -> int:
         return 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(build / "vgbench.pdf", out)
+    from vgbench.provenance import atomic_write
+    with atomic_write(out) as tmp:     # a kill mid-copy leaves the previous paper, not half of one
+        shutil.copy2(build / "vgbench.pdf", tmp)
     print(f"paper: {out}")
     return 0
