@@ -1,9 +1,10 @@
 """`vgbench paper PROFILE`: build paper/vgbench.pdf from paper/main.tex with latexmk.
 
 The LaTeX sources are copied into <results>/paper_build with a generated paths.tex that
-points \\vgresults at the results folder, so the same main.tex builds from any results
-tree. Without latexmk it says how to install it and exits 3 (the Snakefile then leaves
-the paper out of the targets, so the rest of the pipeline still completes).
+points \\vgresults at the results folder (as `..`, whatever characters its path holds), so the
+same main.tex builds from any results tree. Without latexmk it says how to install it and exits
+3 (the Snakefile then leaves the paper out of the targets, so the rest of the pipeline still
+completes).
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ def main(args) -> int:
     build.mkdir(parents=True, exist_ok=True)
     for f in ("main.tex", "vgbench.bib"):
         shutil.copy2(SOURCES / f, build / f)
-    (build / "paths.tex").write_text(f"\\newcommand{{\\vgresults}}{{{res.as_posix()}}}\n")
+    # the results folder relative to the build folder inside it: a folder name with #, %, { or ~
+    # in it would break LaTeX if written out
+    (build / "paths.tex").write_text("\\newcommand{\\vgresults}{..}\n")
     cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-jobname=vgbench", "main.tex"]
     p = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
     if p.returncode != 0:
