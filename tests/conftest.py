@@ -56,7 +56,8 @@ def executed(p, rule):
 
 @pytest.fixture(scope="session")
 def smoke(tmp_path_factory):
-    """The smoke profile run once, locally, end to end, in a temporary directory."""
-    work = tmp_path_factory.mktemp("smoke")
+    """The smoke profile run once, locally, end to end, in a temporary directory whose path has a
+    space and a '#' (every shell command quotes its paths; LaTeX never sees them)."""
+    work = tmp_path_factory.mktemp("smoke run #")
     p = snake(work, "--configfile", str(REPO / "configs/smoke.yaml"))
     return work, p

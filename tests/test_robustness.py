@@ -364,7 +364,7 @@ def test_pipeline_results_folder_that_cannot_be_one_is_refused_before_any_job(tm
     assert p.returncode != 0 and words in p.stdout + p.stderr
     assert f.read_text() == "hi" and [x.name for x in tmp_path.iterdir()] == ["notes.txt"]
     assert paths.results_folder("results/mine") == "results/mine"
-    for bad in ("", "  ", str(f), str(f / "sub")):
+    for bad in ("", "  ", str(f), str(f / "sub"), "results/run{1}"):
         with pytest.raises(ConfigError):
             paths.results_folder(bad)
 

@@ -223,6 +223,9 @@ def results_folder(results) -> str:
     text = str(results).strip() if results is not None else ""
     if not text:
         raise ConfigError("results: empty; give the folder the pipeline writes, e.g. --config results=results/mine")
+    if set(text) & set("{}"):
+        raise ConfigError(f"results={text}: braces are Snakemake's wildcard syntax in output paths; "
+                          "choose a folder name without { or }")
     blocker = file_in_the_way(text)
     if blocker is not None:
         raise ConfigError(f"results={text}: {blocker} is a file, not a folder")

@@ -21,4 +21,4 @@ rule aggregate:
         mem_mb=4000,
         runtime=20,
     shell:
-        "{params.vg} aggregate {params.profile} --results {params.results} > {log} 2>&1"
+        "{params.vg} aggregate {params.profile:q} --results {params.results:q} > {log:q} 2>&1"

@@ -1,6 +1,7 @@
 # Shared state of the workflow: the profile, the results folder, the job markers.
 import functools
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ PROF = grid.load_profile(PROFILE)  # validates every run before any job starts
 if workflow.is_main_process and (_weak := power.warning(PROF, PROFILE)):
     print(_weak, file=sys.stderr)  # before the runs, so a pre-registration can still add seeds
 R = paths.results_folder(config.get("results", "results"))
-VG = f"{sys.executable} -m vgbench"  # the Python that runs Snakemake has vgbench installed
+VG = f"{shlex.quote(sys.executable)} -m vgbench"  # the Python that runs Snakemake has vgbench installed
 ENV = "../envs/vgbench.yaml"
 TUNED = any(s.lr_grid for s in PROF.studies.values())
 SELECTED = str(paths.selected_lr(R))

@@ -28,5 +28,5 @@ for name in FIGURES:
             mem_mb=4000,
             runtime=10,
         shell:
-            "{params.vg} figure {params.name} {params.profile} --results {params.results} > {log} 2>&1"
+            "{params.vg} figure {params.name} {params.profile:q} --results {params.results:q} > {log:q} 2>&1"
 

@@ -34,7 +34,7 @@ rule build_paper:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.vg} paper {params.profile} --results {params.results} --out {output} > {log} 2>&1"
+        "{params.vg} paper {params.profile:q} --results {params.results:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule log_wandb_summary:
@@ -57,7 +57,7 @@ rule log_wandb_summary:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.vg} wandb-summary {params.profile} --results {params.results} > {log} 2>&1"
+        "{params.vg} wandb-summary {params.profile:q} --results {params.results:q} > {log:q} 2>&1"
 
 
 rule write_manifest:
@@ -83,4 +83,4 @@ rule write_manifest:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.vg} manifest {params.profile} --results {params.results} --paper {params.paper} > {log} 2>&1"
+        "{params.vg} manifest {params.profile:q} --results {params.results:q} --paper {params.paper:q} > {log:q} 2>&1"

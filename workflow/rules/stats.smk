@@ -21,7 +21,7 @@ rule compute_stats:
         mem_mb=4000,
         runtime=20,
     shell:
-        "{params.vg} stats {params.profile} --results {params.results} > {log} 2>&1"
+        "{params.vg} stats {params.profile:q} --results {params.results:q} > {log:q} 2>&1"
 
 
 rule compute_theory:
@@ -42,4 +42,4 @@ rule compute_theory:
         mem_mb=4000,
         runtime=10,
     shell:
-        "{params.vg} theory {params.profile} --results {params.results} > {log} 2>&1"
+        "{params.vg} theory {params.profile:q} --results {params.results:q} > {log:q} 2>&1"

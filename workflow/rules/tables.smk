@@ -26,5 +26,5 @@ for name in TABLES:
             mem_mb=2000,
             runtime=10,
         shell:
-            "{params.vg} table {params.name} {params.profile} --results {params.results} > {log} 2>&1"
+            "{params.vg} table {params.name} {params.profile:q} --results {params.results:q} > {log:q} 2>&1"
 

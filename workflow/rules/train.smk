@@ -18,8 +18,8 @@ rule tune_job:
         mem_mb=2000,
         runtime=120,
     shell:
-        "VGBENCH_THREADS=1 {params.vg} run-job {params.profile} --stage tune --job {wildcards.job} "
-        "--results {params.results} > {log} 2>&1"
+        "VGBENCH_THREADS=1 {params.vg} run-job {params.profile:q} --stage tune --job {wildcards.job} "
+        "--results {params.results:q} > {log:q} 2>&1"
 
 
 checkpoint select_lr:
@@ -40,7 +40,7 @@ checkpoint select_lr:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.vg} select-lr {params.profile} --results {params.results} > {log} 2>&1"
+        "{params.vg} select-lr {params.profile:q} --results {params.results:q} > {log:q} 2>&1"
 
 
 rule train_job:
@@ -62,5 +62,5 @@ rule train_job:
         mem_mb=2000,
         runtime=240,
     shell:
-        "VGBENCH_THREADS=1 {params.vg} run-job {params.profile} --stage final --job {wildcards.job} "
-        "--results {params.results} --selected {input} > {log} 2>&1"
+        "VGBENCH_THREADS=1 {params.vg} run-job {params.profile:q} --stage final --job {wildcards.job} "
+        "--results {params.results:q} --selected {input:q} > {log:q} 2>&1"
