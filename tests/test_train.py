@@ -118,8 +118,11 @@ def test_progress_line_on_a_terminal_only(tmp_path, tiny):
     from conftest import REPO
     p = subprocess.run([sys.executable, "-m", "vgbench", "train", "--set", "steps=5", "--set", "depth=2",
                         "--set", "width=8", "--out", str(tmp_path / "b")], capture_output=True, text=True,
-                       cwd=REPO, env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+                       cwd=REPO, env={**__import__("os").environ, "WANDB_MODE": "offline"})
     assert p.returncode == 0 and "steps/s" not in p.stderr and "ETA" not in p.stderr
+    # a user's default (offline tracking) prints nothing but the result: wandb's deprecation
+    # warning for Lightning's anonymous=None appeared on every run
+    assert "WARNING" not in p.stderr and list((tmp_path / "b/wandb").glob("offline-run-*")), p.stderr
 
 
 def test_status_counts_complete_missing_and_diverged(tmp_path, capsys):

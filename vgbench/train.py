@@ -297,6 +297,10 @@ class _Wandb:
         logger = WandbLogger(project=os.environ.get("WANDB_PROJECT", "vgbench"), name=name,
                              group=group, tags=list(tags), save_dir=str(out), mode=mode,
                              config=cfg.to_dict(), settings=wandb.Settings(init_timeout=timeout))
+        # Lightning passes anonymous=None, which wandb >= 0.19 answers with a deprecation warning
+        # on every run's terminal ("The anonymous setting has no effect")
+        if getattr(logger, "_wandb_init", {}).get("anonymous", False) is None:
+            del logger._wandb_init["anonymous"]
         _ = logger.experiment  # start now, so a failure is caught here
         return logger
 
