@@ -33,6 +33,20 @@ def test_welch_and_mwu_match_scipy():
     assert (u, pu) == pytest.approx((ref_u.statistic, ref_u.pvalue))
 
 
+def test_welch_with_one_constant_sample_is_a_one_sample_t_test_and_warns_nothing():
+    """Every seed of a baseline at chance (0.089) made scipy warn 'Precision loss ... Results may
+    be unreliable' into stats.log nine times per default run; the numbers were right."""
+    import warnings
+    x, y = [0.432, 0.428, 0.432, 0.398, 0.415], [0.089] * 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t, p = stats.welch(x, y)
+    # by hand: y has no variance, so t = (mean x - 0.089) / (sd x / sqrt 5) on 4 degrees of freedom
+    se = np.std(x, ddof=1) / np.sqrt(5)
+    want = (np.mean(x) - 0.089) / se
+    assert t == pytest.approx(want) and p == pytest.approx(2 * st.t.sf(want, 4))
+
+
 def test_holm_matches_statsmodels_and_by_hand():
     p = [0.01, 0.04, 0.03, 0.5]
     # by hand: sorted 0.01*4=0.04, 0.03*3=0.09, 0.04*2=0.08->0.09 (monotone), 0.5*1=0.5
