@@ -245,6 +245,24 @@ def test_token_inputs_stay_integers_and_time_is_measured_at_the_embedding():
     assert rep.time_verdict == "vanishing" and rep.layers[0]["weight_grad"] == pytest.approx(float(net.emb.weight.grad.norm()), rel=1e-4)
 
 
+class DictOut(nn.Module):
+    """Hugging Face style: a mapping with the logits and other tensors (the hidden state first)."""
+    def __init__(self):
+        super().__init__()
+        self.net = mlp(3, nn.Sigmoid)
+
+    def forward(self, x):
+        return {"hidden": x * 2, "logits": self.net(x)}
+
+
+def test_a_model_returning_a_mapping_is_measured_on_its_logits():
+    """A model returning a dict failed with 'the output is not a tensor'."""
+    rep, ref = diagnose(DictOut(), X), diagnose(mlp(3, nn.Sigmoid), X)
+    assert [l["weight_grad"] for l in rep.layers] == pytest.approx([l["weight_grad"] for l in ref.layers])
+    with pytest.raises(ValueError, match="mapping holding one"):
+        diagnose(type("NoTensor", (nn.Linear,), {"forward": lambda self, x: {"n": 3}})(40, 2), X)
+
+
 def test_a_float64_model_is_measured_in_float64():
     """Inputs were cast to float32, so a model in float64 failed on its own dtype."""
     rep = diagnose(mlp(3, nn.Tanh).double(), X.double())

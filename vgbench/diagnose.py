@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,10 +137,16 @@ class Report:
 
 
 def _first_tensor(out):
+    """The tensor a model's output leads with: itself, the first of a tuple or list, or of a
+    mapping its 'logits' (Hugging Face's ModelOutput is one) or else its first tensor value."""
     if torch.is_tensor(out):
         return out
     if isinstance(out, (tuple, list)) and out:
         return _first_tensor(out[0])
+    if isinstance(out, Mapping) and out:
+        if "logits" in out:
+            return _first_tensor(out["logits"])
+        return next((t for t in map(_first_tensor, out.values()) if t is not None), None)
     return None
 
 
@@ -266,7 +273,8 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
         model.zero_grad(set_to_none=True)
         out = _first_tensor(model(x))
         if out is None:
-            raise ConfigError("the model's output is not a tensor (or a tuple starting with one)")
+            raise ConfigError("the model's output is not a tensor, a tuple starting with one or a mapping "
+                              "holding one ('logits' first)")
         L = _loss(out, loss, target)
         L.backward()
     finally:
