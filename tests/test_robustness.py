@@ -77,12 +77,9 @@ def test_a_run_directory_in_training_is_locked_and_a_killed_holder_leaves_no_loc
     assert cli.main(["train", EXAMPLE, *TINY, "--out", str(out)]) == 0
     (out / paths.SUMMARY).unlink()                     # an interrupted run, as the first process sees it
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
-                               f"fd = os.open({str(out / paths.LOCK)!r}, os.O_RDWR | os.O_CREAT)\n"
-                               "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242'); print('held', flush=True)\n"
-                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    (out / paths.LOCK).write_text("4242")
+    holder = _hold(out / paths.LOCK)
     try:
-        assert holder.stdout.readline().strip() == "held"
         assert cli.main(["train", EXAMPLE, *TINY, "--out", str(out)]) == 2
         assert "being trained by another process (pid 4242)" in _err(capsys)
         with pytest.raises(ConfigError, match="being trained by another process"):
@@ -94,6 +91,45 @@ def test_a_run_directory_in_training_is_locked_and_a_killed_holder_leaves_no_loc
     assert (out / paths.LOCK).exists()
     run(load(tiny), out)                               # the stale lock file does not block a rerun
     assert paths.is_complete(out) and not (out / paths.LOCK).exists()
+
+
+def _hold(lock: Path, kind: str = "LOCK_EX", seconds: float = 60):
+    """A process holding `lock` (flock) for `seconds`; returns once it holds it."""
+    p = subprocess.Popen([sys.executable, "-c", "import fcntl, os, time\n"
+                          f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+                          f"fcntl.flock(fd, fcntl.{kind}); print('held', flush=True); time.sleep({seconds})"],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_status_counts_runs_in_training_and_its_probe_never_fails_a_trainer(tmp_path, tiny, capsys):
+    from vgbench import grid, status
+    from vgbench.train import run
+    prof = grid.load_profile(REPO / "configs/smoke.yaml")
+    specs = [s for s in grid.final_specs(prof, {}) if s.study == "explosion"]
+    busy = paths.run_dir(specs[0].run_id, tmp_path)
+    busy.mkdir(parents=True)
+    stale = paths.run_dir(specs[1].run_id, tmp_path)   # a lock file nobody holds (its trainer was killed)
+    stale.mkdir(parents=True)
+    (stale / paths.LOCK).write_text("1")
+    holder = _hold(busy / paths.LOCK)
+    try:
+        r = {(x["study"], x["stage"]): x for x in status.rows(prof, str(tmp_path))}
+        assert r[("explosion", "final")]["training"] == 1 and r[("explosion", "final")]["missing"] == len(specs)
+        assert cli.main(["status", str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path)]) == 0
+        assert "training" in capsys.readouterr().out
+    finally:
+        holder.kill()
+        holder.wait()
+    assert status.rows(prof, str(tmp_path))[0]["training"] == 0
+    # a trainer starting while a status probe holds the lock for a moment waits it out
+    out = tmp_path / "run"
+    out.mkdir()
+    probe = _hold(out / paths.LOCK, "LOCK_SH", 0.3)
+    run(load(tiny), out)
+    probe.wait()
+    assert paths.is_complete(out)
 
 
 def test_a_directory_holding_only_a_stale_lock_counts_as_empty(tmp_path, tiny):

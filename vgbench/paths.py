@@ -132,14 +132,20 @@ class RunLock:
     training into the same directory used to clear the first one's files and interleave its own
     with them: a run whose config.json and summary.json described different runs."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, attempts: int = 20):
         import fcntl
+        import time
         self.path, self.fd = Path(out) / LOCK, None
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                attempts -= 1    # a moment's wait: `vgbench status` probes the lock for microseconds
+                if attempts > 0:
+                    os.close(fd)
+                    time.sleep(0.05)
+                    continue
                 pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
                 os.close(fd)
                 raise ConfigError(f"{out} is being trained by another process (pid {pid}): wait for it to "
@@ -163,6 +169,26 @@ class RunLock:
             self.path.unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = None
+
+
+def in_training(run: str | Path) -> bool:
+    """True while a process holds the run directory's lock (probed for an instant with a shared
+    lock, which a trainer starting at that moment waits out: RunLock retries for a second)."""
+    import fcntl
+    try:
+        fd = os.open(Path(run) / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def prepare_run_dir(out: Path, force: bool) -> RunLock:

@@ -1,7 +1,7 @@
 """`vgbench status PROFILE [--results DIR]`: how far a profile's runs have got.
 
 Per study and stage: runs complete / missing / diverged, read from the run directories
-(summary.json), and an estimate of the time left from the completed runs' wall times
+(summary.json), and how many of the missing are being trained now (their lock is held), and an estimate of the time left from the completed runs' wall times
 (mean wall time of the study's complete runs x its missing runs, divided by --cores; for a stage
 with no complete run yet, its training steps x the study's wall seconds per step in the other stage).
 Useful while the pipeline or a cluster works through a profile; reads only, writes nothing.
@@ -34,10 +34,12 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
             by_study.setdefault(s.study, []).append(s)
         for study, ss in by_study.items():
             waiting = stage == "final" and tuned and selected is None and bool(prof.studies[study].lr_grid)
-            done, diverged, walls, corrupt = 0, 0, [], []
+            done, diverged, walls, corrupt, training = 0, 0, [], [], 0
             for s in ss:
                 f = paths.run_dir(s.run_id, results) / paths.SUMMARY
-                if f.is_file():
+                if not f.is_file():
+                    training += paths.in_training(f.parent)
+                else:
                     try:
                         summ = paths.read_summary(f.parent)
                     except paths.UNREADABLE as e:
@@ -48,7 +50,7 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
                     walls.append(float(summ.get("wall_s") or 0.0))
                     per_step.setdefault(study, []).append(walls[-1] / max(1, s.cfg.steps))
             out.append({"study": study, "stage": stage, "runs": len(ss), "complete": done, "missing": len(ss) - done,
-                        "diverged": diverged, "mean_wall_s": sum(walls) / len(walls) if walls else None,
+                        "diverged": diverged, "training": training, "mean_wall_s": sum(walls) / len(walls) if walls else None,
                         "waiting_for_lr": waiting, "corrupt": [str(d) for d, _ in corrupt], "steps_missing": sum(s.cfg.steps for s in ss) * (not walls)})
     for r in out:
         # a stage with no complete run yet: its steps x the study's seconds per step in the other stage
@@ -69,7 +71,7 @@ def main(args) -> int:
               f"--results {args.results} yet (is it the folder the pipeline writes?)")
     staged = _stages(prof, args.results)
     table = rows(prof, args.results, staged)
-    print(f"{'study':<18} {'stage':<6} {'complete':>9} {'missing':>8} {'diverged':>9}  time left")
+    print(f"{'study':<18} {'stage':<6} {'complete':>9} {'missing':>8} {'training':>9} {'diverged':>9}  time left")
     total_left, unknown = 0.0, False
     for r in table:
         if r["missing"] == 0:
@@ -82,7 +84,7 @@ def main(args) -> int:
             left = f"~{secs / 60:.1f} min" + (" (per step as in tuning)" if r["from_other_stage"] else "")
         note = " (lr not selected yet: run ids are provisional)" if r["waiting_for_lr"] else ""
         print(f"{r['study']:<18} {r['stage']:<6} {r['complete']:>4}/{r['runs']:<4} {r['missing']:>8} "
-              f"{r['diverged']:>9}  {left}{note}")
+              f"{r['training']:>9} {r['diverged']:>9}  {left}{note}")
     n = sum(r["runs"] for r in table)
     c = sum(r["complete"] for r in table)
     print(f"total: {c}/{n} runs complete; ~{total_left / 60:.1f} min left on {args.cores} cores"
