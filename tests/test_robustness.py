@@ -199,6 +199,15 @@ def test_make_reproduce_with_a_bad_profile_stops_before_installing_anything():
 
 
 # --- 4. SIGTERM exits 143 and says so --------------------------------------------------------
+def test_a_closed_pipe_ends_a_command_quietly():
+    """`vgbench status | head` printed 'error: Broken pipe' and exited 1."""
+    p = subprocess.Popen([sys.executable, "-m", "vgbench", "grid", str(REPO / "configs/smoke.yaml")], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()                      # the reader is gone before the first line is written
+    err = p.stderr.read()
+    assert p.wait() == 141 and "error" not in err and "Traceback" not in err, err
+
+
 def test_sigterm_during_train_exits_143(tmp_path):
     out = tmp_path / "r"
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}

@@ -7,6 +7,7 @@ after validation, so a bad config fails in well under a second.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -198,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:   # `vgbench status | head`: the reader has what it wanted; exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # (the docs' recipe: no error at exit)
+        return 141
     except OSError as e:   # a full disk, a read-only or vanished folder: the system's error, not a bug
         path = e.filename or getattr(args, "out", None) or getattr(args, "results", None)
         where = f" ({path})" if path else ""
