@@ -526,6 +526,52 @@ def test_a_full_disk_is_one_line_and_exit_1_not_a_traceback(tmp_path, capsys, mo
     assert "Traceback" not in err and not paths.is_complete(out)
 
 
+def test_a_full_disk_silences_the_logging_errors_of_background_threads(capsys):
+    """W&B's threads, shutting down after the error on the same full disk, printed ~200 lines
+    ('--- Logging error ---' tracebacks from handlers that cannot flush, asyncio's 'socket.send()
+    raised exception') after vgbench's one line."""
+    import logging
+    from vgbench.cli import _quiet_exit
+
+    class FullDisk(logging.StreamHandler):
+        def flush(self):
+            raise OSError(28, "No space left on device")
+    log = logging.getLogger("vgbench-test-full-disk")
+    log.addHandler(FullDisk())
+    raise_before = logging.raiseExceptions
+    logging.raiseExceptions = True                          # Python's default (pytest may change it)
+    try:
+        log.warning("x")
+        assert "--- Logging error ---" in _err(capsys)      # what Python's logging does by default
+        _quiet_exit()
+        log.warning("x")
+        logging.getLogger("asyncio").warning("socket.send() raised exception.")
+        err = _err(capsys)
+        assert "Logging error" not in err and "Traceback" not in err and "socket.send" not in err
+    finally:
+        logging.raiseExceptions = raise_before
+        for name in ("asyncio", "wandb"):
+            logging.getLogger(name).disabled = False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tiny tmpfs (root only)")
+def test_a_full_disk_under_wandb_is_one_line_for_real(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=36k", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        p = subprocess.run([sys.executable, "-m", "vgbench", "train", EXAMPLE, "--set", "steps=200",
+                            "--out", str(disk / "run")], cwd=REPO, capture_output=True, text=True,
+                           env={**os.environ, "WANDB_MODE": "offline"})
+    finally:
+        subprocess.run(["umount", str(disk)])
+    if p.returncode == 0:
+        pytest.skip("the run fit into 36 KiB with this wandb version: the disk never filled")
+    assert p.returncode == 1 and "No space left on device" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr[-3000:]
+
+
 def test_verify_checks_the_files_next_to_the_manifest_from_any_working_directory(tmp_path, monkeypatch, capsys):
     """verify once resolved the manifest's paths against the working directory: run elsewhere it
     reported every file missing, or checked another tree's files of the same names."""

@@ -179,6 +179,16 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
+def _quiet_exit() -> None:
+    """After a system error (a full disk) the message above is the whole story: W&B's background
+    threads, failing to write their own logs on the same disk while they shut down, printed some
+    200 lines of logging errors and asyncio warnings after it."""
+    import logging
+    logging.raiseExceptions = False   # a handler that cannot write stays silent
+    for name in ("asyncio", "wandb"):
+        logging.getLogger(name).disabled = True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Lightning chains to this handler from its own during fit (and raises a bare SystemExit,
@@ -207,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({path})" if path else ""
         run = f"; {INCOMPLETE}" if args.command in TRAINS else ""
         print(f"vgbench {args.command}: error: {e.strerror or e}{where}{run}", file=sys.stderr)
+        _quiet_exit()
         return 1
     finally:
         if threading.current_thread() is threading.main_thread():
