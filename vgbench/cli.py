@@ -206,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         what = INCOMPLETE if args.command in TRAINS else "its outputs may be incomplete: run the same command again"
         print(f"vgbench {args.command}: interrupted by SIGTERM; {what}", file=sys.stderr)
         return 143
+    except KeyboardInterrupt:
+        what = INCOMPLETE if args.command in TRAINS else "its outputs may be incomplete: run the same command again"
+        print(f"\nvgbench {args.command}: interrupted (Ctrl-C); {what}", file=sys.stderr)
+        _quiet_exit()
+        return 130
     except FileNotFoundError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)
         return 1

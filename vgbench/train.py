@@ -384,7 +384,12 @@ def _run(cfg: RunConfig, out: Path, tags: tuple, threads: int | None, progress, 
                              enable_model_summary=False, num_sanity_val_steps=0,
                              limit_val_batches=0, log_every_n_steps=max(cfg.steps, 1))
         chunks = Chunks(batches, cfg.steps)
-        trainer.fit(module, train_dataloaders=chunks)
+        try:
+            trainer.fit(module, train_dataloaders=chunks)
+        except SystemExit as e:   # Lightning turns Ctrl-C into a bare sys.exit(1): say what it was
+            if type(e) is SystemExit and trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
         if module.diverged_at is None:
             chunks.finish()
         net.to(device)  # Lightning's teardown moves the module back to the CPU
