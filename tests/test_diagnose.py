@@ -269,6 +269,27 @@ def test_a_float64_model_is_measured_in_float64():
     assert rep.verdict == "healthy" and len(rep.layers) == 4
 
 
+def test_cli_targets_import_their_neighbours_like_python_does(tmp_path, capsys, monkeypatch):
+    """A model file importing a module next to it failed ('No module named helpers'), and so did
+    'module:factory' for a module in the working directory: the vgbench script, unlike python -m,
+    does not put the working directory on the path."""
+    import sys
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "vg_helpers_t.py").write_text("import torch.nn as nn\ndef block(i, o):\n    return nn.Sequential(nn.Linear(i, o), nn.Tanh())\n")
+    (pkg / "vg_model_t.py").write_text("import torch.nn as nn\nfrom vg_helpers_t import block\n"
+                                     "def net():\n    return nn.Sequential(block(10, 16), nn.Linear(16, 3))\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["diagnose", "pkg/vg_model_t.py:net", "--input-shape", "10", "--out", "o1"]) == 0
+    monkeypatch.chdir(pkg)
+    monkeypatch.delitem(sys.modules, "vg_helpers_t")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in (str(pkg), "", ".")])   # as in the script
+    assert cli.main(["diagnose", "vg_model_t:net", "--input-shape", "10", "--out", "o2"]) == 0
+    assert json.loads((pkg / "o2/diagnose.json").read_text())["layers"][0]["type"] == "Linear"
+    capsys.readouterr()
+
+
 def test_cli_draws_token_indices_for_a_model_with_an_embedding(tmp_path, capsys):
     f = tmp_path / "m.py"
     f.write_text("import torch.nn as nn\ndef net():\n    return nn.Sequential(nn.Embedding(30, 8), nn.Flatten(), "

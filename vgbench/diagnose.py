@@ -403,6 +403,9 @@ def load_target(target: str) -> nn.Module:
     if ":" not in target:
         raise ConfigError(f"TARGET must be 'module:factory' or 'file.py:factory', got {target!r}")
     where, name = target.rsplit(":", 1)
+    # imports resolve as `python file.py` / `python -m module` would: from the file's folder, or
+    # the working directory (the `vgbench` script, unlike `python -m`, does not put it on the path)
+    sys.path.insert(0, str(Path(where).resolve().parent) if where.endswith(".py") else str(Path.cwd()))
     try:
         if where.endswith(".py"):
             path = Path(where)
