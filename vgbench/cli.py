@@ -179,14 +179,20 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
-def _quiet_exit() -> None:
-    """After a system error (a full disk) the message above is the whole story: W&B's background
-    threads, failing to write their own logs on the same disk while they shut down, printed some
-    200 lines of logging errors and asyncio warnings after it."""
+def _silence_logging() -> None:
     import logging
     logging.raiseExceptions = False   # a handler that cannot write stays silent
     for name in ("asyncio", "wandb"):
         logging.getLogger(name).disabled = True
+
+
+def _quiet_exit() -> None:
+    """After a system error (a full disk) or Ctrl-C the message above is the whole story: W&B,
+    shutting down at exit and failing to write its own logs on the same disk, printed some 200
+    lines of logging errors and asyncio warnings after it. So logging goes quiet at exit (atexit
+    runs last-registered first: before W&B's handlers), not in a process that carries on."""
+    import atexit
+    atexit.register(_silence_logging)
 
 
 def main(argv: list[str] | None = None) -> int:

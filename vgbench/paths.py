@@ -53,7 +53,7 @@ def is_complete(run: str | Path) -> bool:
 
 
 def _is_run_entry(p: Path) -> bool:
-    """An entry a vgbench run writes: its data files, its wandb folder, write_json_atomic's temp files."""
+    """An entry a vgbench run writes: its data files, its lock, its wandb folder, atomic_write's temp files."""
     name = p.name
     if name in RUN_FILES or name == LOCK:
         return p.is_file()
