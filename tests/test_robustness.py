@@ -568,8 +568,8 @@ def test_a_full_disk_under_wandb_is_one_line_for_real(tmp_path):
         p = subprocess.run([sys.executable, "-m", "vgbench", "train", EXAMPLE, "--set", "steps=200",
                             "--out", str(disk / "run")], cwd=REPO, capture_output=True, text=True,
                            env={**os.environ, "WANDB_MODE": "offline"})
-    finally:
-        subprocess.run(["umount", str(disk)])
+    finally:   # lazy: W&B's service may still hold a file there for a moment after vgbench exits
+        subprocess.run(["umount", "-l", str(disk)])
     if p.returncode == 0:
         pytest.skip("the run fit into 36 KiB with this wandb version: the disk never filled")
     assert p.returncode == 1 and "No space left on device" in p.stderr
