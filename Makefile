@@ -4,6 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 CORES   ?= $(shell nproc 2>/dev/null || echo 2)
 PROFILE ?= configs/default.yaml
+# the default profile writes results/ (and paper/vgbench.pdf); any other results/<its file name>/,
+# as `make frontier` etc. do, so reproducing another profile never replaces the default's outputs
+RESULTS ?= $(if $(filter default.yaml,$(notdir $(PROFILE))),results,results/$(basename $(notdir $(PROFILE))))
 # torch first, pinned: any other torch request can pull a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
@@ -29,7 +32,7 @@ reproduce: $(BIN)/.installed
 	$(BIN)/vgbench grid $(PROFILE) --jobs > /dev/null  # a bad PROFILE fails here, before the TeX install
 	workflow/scripts/install_tex.sh
 	$(BIN)/vgbench unlock-stale .
-	$(SNAKE) --cores $(CORES) --configfile $(PROFILE)
+	$(SNAKE) --cores $(CORES) --configfile $(PROFILE) --config results=$(RESULTS)
 
 test: $(BIN)/.installed-dev
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(BIN)/python -m pytest -q
@@ -54,10 +57,10 @@ smoke: $(BIN)/.installed
 	$(SNAKE) --cores $(CORES) --configfile configs/smoke.yaml --config results=results/smoke
 
 report: $(BIN)/.installed
-	$(SNAKE) --cores 1 --configfile $(PROFILE) --report results/report.html
+	$(SNAKE) --cores 1 --configfile $(PROFILE) --config results=$(RESULTS) --report $(RESULTS)/report.html
 
 verify: $(BIN)/.installed
-	$(BIN)/vgbench verify results/MANIFEST.json
+	$(BIN)/vgbench verify $(RESULTS)/MANIFEST.json
 
 bench: $(BIN)/.installed
 	$(BIN)/vgbench bench

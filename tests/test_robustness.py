@@ -2,6 +2,7 @@
 is not a vgbench run is never cleared, SIGTERM exits 143, a stale Snakemake lock is recovered."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,6 +185,20 @@ def test_make_reproduce_unlocks_first():
     for target in ("reproduce:", "smoke:"):
         recipe = text.split(target, 1)[1].split("\n\n", 1)[0]
         assert recipe.index("unlock-stale") < recipe.index("$(SNAKE)"), target
+
+
+@pytest.mark.parametrize("profile, results", [(None, "results"), ("configs/default.yaml", "results"),
+                                             ("./configs/default.yaml", "results"),
+                                             ("configs/frontier.yaml", "results/frontier")])
+def test_make_reproduce_of_another_profile_keeps_the_default_outputs(profile, results):
+    """`make reproduce PROFILE=configs/frontier.yaml` (the README's way to regenerate a cited figure)
+    wrote into results/, replacing the default profile's statistics, figures, manifest and paper."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    args = ["make", "-n", "-W", "pyproject.toml", "reproduce"] + ([f"PROFILE={profile}"] if profile else [])
+    out = subprocess.run(args, cwd=REPO, capture_output=True, text=True).stdout
+    snake = [line for line in out.splitlines() if "snakemake" in line and "--configfile" in line]
+    assert len(snake) == 1 and snake[0].endswith(f"--config results={results}"), out[-2000:]
 
 
 def test_make_reproduce_with_a_bad_profile_stops_before_installing_anything():
