@@ -517,6 +517,28 @@ def test_a_stage_killed_while_writing_leaves_its_previous_outputs_intact(tmp_pat
     capsys.readouterr()
 
 
+def test_a_stage_given_another_profiles_results_says_so(tmp_path, capsys):
+    """`vgbench figure exploding configs/default.yaml --results results/frontier` drew the frontier
+    runs and labelled the figure 'profile default' with the default profile's hash."""
+    prof, res = tmp_path / "tiny.yaml", tmp_path / "res"
+    prof.write_text(TINY_PROFILE)
+    common = [str(prof), "--results", str(res)]
+    assert cli.main(["run-job", *common, "--stage", "tune", "--job", "tune-s-base"]) == 0
+    assert cli.main(["select-lr", *common]) == 0
+    assert cli.main(["run-job", *common, "--stage", "final", "--job", "final-s-base",
+                     "--selected", str(paths.selected_lr(res))]) == 0
+    assert cli.main(["aggregate", *common]) == 0 and cli.main(["stats", *common]) == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY_PROFILE.replace("profile: tiny", "profile: other").replace("\n  s:\n", "\n  t:\n"))
+    capsys.readouterr()
+    for argv in (["stats", str(other)], ["figure", "training_curves", str(other)], ["table", "claims", str(other)],
+                 ["theory", str(other)]):
+        assert cli.main([*argv, "--results", str(res)]) == 2, argv
+        err = _err(capsys)
+        assert "holds the runs of studies s, but profile other" in err and "has t" in err, err
+    assert not (res / paths.FIGURES).exists() and not (res / paths.TABLES).exists()
+
+
 @pytest.mark.parametrize("text", ["", "garbage\n", "tune_key,lr\nx,abc\n",
                                   "tune_key,study,variant,lr,selected\nk,s,base,-0.1,True\n"])
 def test_an_unreadable_selected_lr_table_says_how_to_rebuild_it(tmp_path, text):

@@ -258,7 +258,7 @@ def results_folder(results) -> str:
     return text
 
 
-def require(results: str | Path, *stages: str) -> Path:
+def require(results: str | Path, *stages: str, profile=None) -> Path:
     """Check a results folder before a stage reads it: ConfigError (exit 2) when `--results`
     names no folder, FileNotFoundError naming the stage to run first when an input is missing
     (so a mistyped --results never becomes a new folder of empty figures)."""
@@ -273,7 +273,22 @@ def require(results: str | Path, *stages: str) -> Path:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise FileNotFoundError(f"{missing[0]} is missing{more}: run the {stage} first "
                                     "(the pipeline does: snakemake --configfile PROFILE)")
+    if profile is not None and aggregate("runs", res).is_file():
+        _same_studies(res, profile)
     return res
+
+
+def _same_studies(res: Path, profile) -> None:
+    """ConfigError unless the results' aggregate holds exactly the profile's studies: a figure or
+    table drawn from another profile's results (a mistyped PROFILE) came out labelled with this
+    profile's name and hash."""
+    import pyarrow.parquet as pq
+    have = set(pq.read_table(aggregate("runs", res), columns=["study"]).column("study").to_pylist())
+    want = set(profile.studies)
+    if have != want:
+        raise ConfigError(f"--results {res} holds the runs of studies {', '.join(sorted(have)) or 'none'}, but "
+                          f"profile {profile.name} ({profile.path}) has {', '.join(sorted(want))}: give the profile "
+                          "these results were made with (or run the aggregate stage again)")
 
 
 def manifest(results: str | Path = "results") -> Path:

@@ -221,7 +221,7 @@ def friedman(o: pd.DataFrame, studies: list[str]) -> tuple[pd.DataFrame, pd.Data
 def main(args) -> int:
     from vgbench import grid
     prof = grid.load_profile(args.profile)
-    res = paths.require(args.results, "aggregate stage")
+    res = paths.require(args.results, "aggregate stage", profile=prof)
     runs = pd.read_parquet(paths.aggregate("runs", res))
     curves = pd.read_parquet(paths.aggregate("curves", res))
     o = outcomes(runs)

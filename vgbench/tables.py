@@ -324,7 +324,8 @@ def main(args) -> int:
     if args.name not in NAMES:
         raise ConfigError(f"unknown table {args.name!r}; tables: {', '.join(NAMES)}")
     prof = grid.load_profile(args.profile)
-    paths.require(args.results, "aggregate stage", "stats stage", *["theory stage"] * (args.name in paths.USES_THEORY))
+    paths.require(args.results, "aggregate stage", "stats stage", *["theory stage"] * (args.name in paths.USES_THEORY),
+                  profile=prof)
     text = globals()[args.name](load_frames(args.results, prof.report), prof)
     out = paths.table(args.name, args.results)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -314,8 +314,9 @@ def main(args) -> int:
 
     from vgbench import paths
     from vgbench import grid
-    res = paths.require(args.results, "aggregate stage")
-    study = grid.load_profile(args.profile).report.get("init_study")
+    prof = grid.load_profile(args.profile)
+    res = paths.require(args.results, "aggregate stage", profile=prof)
+    study = prof.report.get("init_study")
     runs = pd.read_parquet(paths.aggregate("runs", res))
     t = table(runs, pd.read_parquet(paths.aggregate("curves", res)), study, input_qs(runs, study))
     out = paths.stats(paths.THEORY, res)
