@@ -482,12 +482,8 @@ def test_unreadable_run_files_are_named_with_the_fix_and_nothing_is_deleted(tmp_
     assert "1 run(s) have a summary.json that cannot be read" in capsys.readouterr().out
 
 
-def test_a_stage_killed_while_writing_leaves_its_previous_outputs_intact(tmp_path, capsys, monkeypatch):
-    """Stage outputs were written in place: a stage that died mid-write (Ctrl-C, a full disk) left
-    a truncated aggregate/*.parquet or stats/*.csv where the previous complete one had been, and
-    read by hand or by a manifest it looked like a result. Now each is written beside and renamed."""
-    import pandas as pd
-    from vgbench import provenance
+def _tiny_results_through_stats(tmp_path):
+    """TINY_PROFILE trained, aggregated and tested: (the stages' common arguments, the results folder)."""
     prof, res = tmp_path / "tiny.yaml", tmp_path / "res"
     prof.write_text(TINY_PROFILE)
     common = [str(prof), "--results", str(res)]
@@ -496,6 +492,16 @@ def test_a_stage_killed_while_writing_leaves_its_previous_outputs_intact(tmp_pat
     assert cli.main(["run-job", *common, "--stage", "final", "--job", "final-s-base",
                      "--selected", str(paths.selected_lr(res))]) == 0
     assert cli.main(["aggregate", *common]) == 0 and cli.main(["stats", *common]) == 0
+    return common, res
+
+
+def test_a_stage_killed_while_writing_leaves_its_previous_outputs_intact(tmp_path, capsys, monkeypatch):
+    """Stage outputs were written in place: a stage that died mid-write (Ctrl-C, a full disk) left
+    a truncated aggregate/*.parquet or stats/*.csv where the previous complete one had been, and
+    read by hand or by a manifest it looked like a result. Now each is written beside and renamed."""
+    import pandas as pd
+    from vgbench import provenance
+    common, res = _tiny_results_through_stats(tmp_path)
     outputs = sorted((res / paths.AGGREGATE).iterdir()) + sorted((res / paths.STATS).iterdir())
     before = {f: f.read_bytes() for f in outputs}
 
@@ -520,14 +526,7 @@ def test_a_stage_killed_while_writing_leaves_its_previous_outputs_intact(tmp_pat
 def test_a_stage_given_another_profiles_results_says_so(tmp_path, capsys):
     """`vgbench figure exploding configs/default.yaml --results results/frontier` drew the frontier
     runs and labelled the figure 'profile default' with the default profile's hash."""
-    prof, res = tmp_path / "tiny.yaml", tmp_path / "res"
-    prof.write_text(TINY_PROFILE)
-    common = [str(prof), "--results", str(res)]
-    assert cli.main(["run-job", *common, "--stage", "tune", "--job", "tune-s-base"]) == 0
-    assert cli.main(["select-lr", *common]) == 0
-    assert cli.main(["run-job", *common, "--stage", "final", "--job", "final-s-base",
-                     "--selected", str(paths.selected_lr(res))]) == 0
-    assert cli.main(["aggregate", *common]) == 0 and cli.main(["stats", *common]) == 0
+    common, res = _tiny_results_through_stats(tmp_path)
     other = tmp_path / "other.yaml"
     other.write_text(TINY_PROFILE.replace("profile: tiny", "profile: other").replace("\n  s:\n", "\n  t:\n"))
     capsys.readouterr()
