@@ -531,7 +531,7 @@ def test_a_stage_given_another_profiles_results_says_so(tmp_path, capsys):
     other.write_text(TINY_PROFILE.replace("profile: tiny", "profile: other").replace("\n  s:\n", "\n  t:\n"))
     capsys.readouterr()
     for argv in (["stats", str(other)], ["figure", "training_curves", str(other)], ["table", "claims", str(other)],
-                 ["theory", str(other)]):
+                 ["theory", str(other)], ["manifest", str(other)], ["wandb-summary", str(other)]):
         assert cli.main([*argv, "--results", str(res)]) == 2, argv
         err = _err(capsys)
         assert "holds the runs of studies s, but profile other" in err and "has t" in err, err

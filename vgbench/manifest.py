@@ -117,6 +117,7 @@ def verify(manifest: str | Path) -> list[str]:
 def main(args) -> int:
     from vgbench import grid
     prof = grid.load_profile(args.profile)
+    paths.require(args.results, profile=prof)   # a manifest of another profile's results would misname them
     m = build(prof, args.results, args.paper)
     out = paths.manifest(args.results)
     write_json_atomic(out, m)

@@ -14,7 +14,7 @@ from vgbench import paths
 def main(args) -> int:
     from vgbench import grid
     prof = grid.load_profile(args.profile)
-    res = paths.require(args.results, "stats stage")
+    res = paths.require(args.results, "stats stage", profile=prof)
     out = paths.wandb_summary(res)
     mode = os.environ.get("WANDB_MODE", "offline")
     info = {"mode": mode, "profile": prof.name, "profile_hash": prof.hash}
