@@ -18,6 +18,7 @@ import pandas as pd
 
 from vgbench.config import ConfigError
 from vgbench import grid, paths
+from vgbench.provenance import atomic_write
 from vgbench.select_lr import read_selected
 
 
@@ -128,7 +129,6 @@ def main(args) -> int:
     runs, curves, jobs = aggregate(profile, args.results)
     out = paths.aggregate("runs", args.results).parent
     out.mkdir(parents=True, exist_ok=True)
-    from vgbench.provenance import atomic_write
     for name, df in (("runs", runs), ("curves", curves), ("jobs", jobs)):
         with atomic_write(paths.aggregate(name, args.results)) as tmp:
             df.to_parquet(tmp, index=False)

@@ -187,7 +187,7 @@ def _silence_logging() -> None:
 
 
 def _quiet_exit() -> None:
-    """After a system error (a full disk) or Ctrl-C the message above is the whole story: W&B,
+    """After a system error (a full disk), Ctrl-C or SIGTERM the message above is the whole story: W&B,
     shutting down at exit and failing to write its own logs on the same disk, printed some 200
     lines of logging errors and asyncio warnings after it. So logging goes quiet at exit (atexit
     runs last-registered first: before W&B's handlers), not in a process that carries on."""
@@ -206,17 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except (Interrupted, SystemExit) as e:
+    except (Interrupted, SystemExit, KeyboardInterrupt) as e:
         if isinstance(e, SystemExit) and type(e).__name__ != "SIGTERMException":
             raise
+        ctrl_c = isinstance(e, KeyboardInterrupt)
         what = INCOMPLETE if args.command in TRAINS else "its outputs may be incomplete: run the same command again"
-        print(f"vgbench {args.command}: interrupted by SIGTERM; {what}", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        what = INCOMPLETE if args.command in TRAINS else "its outputs may be incomplete: run the same command again"
-        print(f"\nvgbench {args.command}: interrupted (Ctrl-C); {what}", file=sys.stderr)
+        how = "\n" * ctrl_c + f"vgbench {args.command}: interrupted {'(Ctrl-C)' if ctrl_c else 'by SIGTERM'}"
+        print(f"{how}; {what}", file=sys.stderr)
         _quiet_exit()
-        return 130
+        return 130 if ctrl_c else 143
     except FileNotFoundError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -235,12 +235,12 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
         if t is not None and t.requires_grad:
             t.register_hook(lambda g, mod=mod: out_norms.__setitem__(mod, float(g.norm())))
 
-    seq_grad = {}   # integer (token) inputs: the gradient reaching the first embedding's output
+    embedded = []   # integer (token) inputs: the first embedding's output, whose gradient is kept
 
     def emb_fwd(mod, inp, out):
-        if not seq_grad and out.requires_grad:
-            seq_grad["hooked"] = None
-            out.register_hook(lambda g: seq_grad.__setitem__("grad", g.detach()))
+        if not embedded and out.requires_grad:
+            out.retain_grad()
+            embedded.append(out)
 
     def act_fwd(mod, inp, out):
         t = _first_tensor(out)
@@ -294,13 +294,13 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
     if not math.isfinite(float(L.detach())) or any(v is not None and not math.isfinite(v) for v in sig):
         verdict, ratio = "exploding", None
         note = (f"the loss ({float(L.detach()):.3g}) or a gradient is not finite on a finite input: the signal overflowed "
-                "float32, so the per-layer gradients are not defined")
+                f"{out.dtype}, so the per-layer gradients are not defined")
     elif len(sig) >= 2 and not any(sig):
         verdict = "vanishing"
         note = "no gradient reaches any layer (every norm is 0: dead or saturated units everywhere)"
     time, tverdict = [], None
     # per time step: dL/dx_t, or for token inputs dL/de_t at the embedding's output
-    g = x.grad if x.grad is not None else seq_grad.get("grad")
+    g = x.grad if x.grad is not None else (embedded[0].grad if embedded else None)
     if rec_mods and g is not None and g.dim() == 3:
         tdim = 1 if getattr(rec_mods[0], "batch_first", False) else 0
         g = g.transpose(0, tdim) if tdim else g

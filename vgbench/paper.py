@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from vgbench import paths
+from vgbench.provenance import atomic_write
 
 INSTALL = ("latexmk not found: the paper stage needs a LaTeX installation. On Debian/Ubuntu: "
            "sudo apt-get install texlive-latex-base texlive-latex-recommended texlive-latex-extra "
@@ -40,7 +41,6 @@ def main(args) -> int:
         return 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from vgbench.provenance import atomic_write
     with atomic_write(out) as tmp:     # a kill mid-copy leaves the previous paper, not half of one
         shutil.copy2(build / "vgbench.pdf", tmp)
     print(f"paper: {out}")

@@ -258,6 +258,11 @@ def results_folder(results) -> str:
     return text
 
 
+def drawn_from(name: str) -> tuple:
+    """The stages whose outputs figure or table `name` reads (for require)."""
+    return ("aggregate stage", "stats stage") + ("theory stage",) * (name in USES_THEORY)
+
+
 def require(results: str | Path, *stages: str, profile=None) -> Path:
     """Check a results folder before a stage reads it: ConfigError (exit 2) when `--results`
     names no folder, FileNotFoundError naming the stage to run first when an input is missing

@@ -15,8 +15,7 @@ def main(args) -> int:
     if args.name not in NAMES:
         raise ConfigError(f"unknown figure {args.name!r}; figures: {', '.join(NAMES)}")
     prof = grid.load_profile(args.profile)
-    paths.require(args.results, "aggregate stage", "stats stage", *["theory stage"] * (args.name in paths.USES_THEORY),
-                  profile=prof)
+    paths.require(args.results, *paths.drawn_from(args.name), profile=prof)
     style.apply()
     fig = importlib.import_module(f"vgbench.figures.{args.name}").make(load_frames(args.results, prof.report))
     out = paths.figure(args.name, "pdf", args.results).parent

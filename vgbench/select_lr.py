@@ -15,6 +15,7 @@ import pandas as pd
 
 from vgbench.config import ConfigError
 from vgbench import grid, paths
+from vgbench.provenance import atomic_write
 from vgbench.scores import outcome
 
 
@@ -82,7 +83,6 @@ def main(args) -> int:
     df = select(profile, args.results)
     out = paths.selected_lr(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from vgbench.provenance import atomic_write
     with atomic_write(out) as tmp:
         df.to_csv(tmp, index=False)
     sel = df[df["selected"].astype(bool)]

@@ -28,6 +28,7 @@ from statsmodels.stats.multitest import multipletests
 
 from vgbench.scores import outcome
 from vgbench import paths
+from vgbench.provenance import atomic_write
 
 ALPHA = 0.05
 N_BOOT = 2000
@@ -232,7 +233,6 @@ def main(args) -> int:
     fr, rk = friedman(o, [n for n, s in prof.studies.items() if s.baselines])
     from vgbench.claims import evaluate
     cl = evaluate(o, curves, prof.claims)
-    from vgbench.provenance import atomic_write
     for name, df in [("conditions", cond), ("comparisons", comp), ("friedman", fr), ("ranks", rk), ("claims", cl)]:
         with atomic_write(paths.stats(name, res)) as tmp:
             df.to_csv(tmp, index=False)

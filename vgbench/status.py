@@ -1,9 +1,10 @@
 """`vgbench status PROFILE [--results DIR]`: how far a profile's runs have got.
 
 Per study and stage: runs complete / missing / diverged, read from the run directories
-(summary.json), and how many of the missing are being trained now (their lock is held), and an estimate of the time left from the completed runs' wall times
-(mean wall time of the study's complete runs x its missing runs, divided by --cores; for a stage
-with no complete run yet, its training steps x the study's wall seconds per step in the other stage).
+(summary.json), how many of the missing are being trained now (their lock is held), and an
+estimate of the time left from the completed runs' wall times (mean wall time of the study's
+complete runs x its missing runs, divided by --cores; for a stage with no complete run yet, its
+training steps x the study's wall seconds per step in the other stage).
 Useful while the pipeline or a cluster works through a profile; reads only, writes nothing.
 """
 from __future__ import annotations
@@ -64,8 +65,9 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
 
 def main(args) -> int:
     prof = grid.load_profile(args.profile)
-    if paths.file_in_the_way(args.results) is not None:
-        raise ConfigError(f"--results {args.results}: {paths.file_in_the_way(args.results)} is a file, not a folder")
+    blocker = paths.file_in_the_way(args.results)
+    if blocker is not None:
+        raise ConfigError(f"--results {args.results}: {blocker} is a file, not a folder")
     if not paths.runs_dir(args.results).is_dir():
         print(f"note: {paths.runs_dir(args.results)} does not exist: no run has been written into "
               f"--results {args.results} yet (is it the folder the pipeline writes?)")

@@ -12,6 +12,7 @@ import pandas as pd
 
 from vgbench.config import ConfigError
 from vgbench import paths
+from vgbench.provenance import atomic_write
 
 NAMES = paths.TABLE_NAMES
 
@@ -324,12 +325,10 @@ def main(args) -> int:
     if args.name not in NAMES:
         raise ConfigError(f"unknown table {args.name!r}; tables: {', '.join(NAMES)}")
     prof = grid.load_profile(args.profile)
-    paths.require(args.results, "aggregate stage", "stats stage", *["theory stage"] * (args.name in paths.USES_THEORY),
-                  profile=prof)
+    paths.require(args.results, *paths.drawn_from(args.name), profile=prof)
     text = globals()[args.name](load_frames(args.results, prof.report), prof)
     out = paths.table(args.name, args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from vgbench.provenance import atomic_write
     with atomic_write(out) as tmp:
         tmp.write_text(text)
     print(f"table {args.name}: {out}")

@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from vgbench.provenance import atomic_write  # noqa: E402
+
 PALETTE = "colorblind"
 
 
@@ -27,7 +29,6 @@ def empty(ax, text="no data in this profile"):
 
 def save(fig, path_stem: str, provenance: dict) -> list[str]:
     """Write <stem>.pdf and <stem>.png with the provenance in each file's metadata."""
-    from vgbench.provenance import atomic_write
     blob = json.dumps(provenance, sort_keys=True)
     # no CreationDate: the same data and code give the same bytes (the provenance says what made it)
     meta = {"pdf": {"Title": provenance.get("figure", ""), "Subject": blob, "Creator": "vgbench", "CreationDate": None},
