@@ -324,6 +324,19 @@ def test_verify_on_a_corrupt_manifest_exits_2(tmp_path, capsys, content):
     assert "not a vgbench manifest" in err and "Traceback" not in err
 
 
+def test_verify_takes_a_results_folder_and_a_missing_manifest_exits_2(tmp_path, capsys):
+    """verify once called a results folder "not found" and exited 1, the code for modified outputs."""
+    (tmp_path / "a.txt").write_text("a\n")
+    assert cli.main(["verify", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'MANIFEST.json'} not found" in _err(capsys)
+    from vgbench.provenance import sha256
+    (tmp_path / "MANIFEST.json").write_text(json.dumps({"files": [{"path": "a.txt", "sha256": sha256(tmp_path / "a.txt")}]}))
+    assert cli.main(["verify", str(tmp_path)]) == 0
+    assert "OK, 1 files match" in capsys.readouterr().out
+    (tmp_path / "a.txt").write_text("b\n")
+    assert cli.main(["verify", str(tmp_path)]) == 1
+
+
 @pytest.mark.parametrize("argv, words", [
     (["status", "{smoke}", "--cores", "0"], "--cores: must be an integer >= 1, got 0"),
     (["bench", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),

@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cores", type=_at_least(1), default=2, help="cores the remaining runs share (for the time estimate)")
 
     vf = sub.add_parser("verify", help="recheck every output against results/MANIFEST.json")
-    vf.add_argument("manifest", nargs="?", default="results/MANIFEST.json")
+    vf.add_argument("manifest", nargs="?", default="results/MANIFEST.json",
+                    help="a MANIFEST.json, or the results folder holding it")
     vf.set_defaults(func=lambda a: __import__("vgbench.manifest", fromlist=["x"]).verify_main(a))
 
     u = sub.add_parser("unlock-stale", help="remove Snakemake's lock left by a killed run (only if no Snakemake runs here)")

@@ -127,9 +127,11 @@ def main(args) -> int:
 
 def verify_main(args) -> int:
     path = Path(args.manifest)
+    if path.is_dir():                      # `vgbench verify results/frontier`: the folder's manifest
+        path = paths.manifest(path)
     if not path.is_file():
         print(f"vgbench verify: error: {path} not found (run the pipeline first)", file=sys.stderr)
-        return 1
+        return 2
     try:
         files = json.loads(path.read_text())["files"]
         if not isinstance(files, list) or not all(isinstance(e, dict) and {"path", "sha256"} <= set(e) for e in files):
