@@ -194,7 +194,7 @@ def test_rezero_alpha_starts_at_zero_and_receives_gradient():
                 "init": "he"})
     t = load_task(cfg)
     net = build_model(cfg, t)
-    assert len(net.alphas) == len(net.skips) > 0 and all(float(a) == 0 for a in net.alphas.values())
+    assert len(net.alphas) == len(net.skips) > 0 and all(float(a.detach()) == 0 for a in net.alphas.values())
     x, y = t.x["train"][:32], t.y["train"][:32]
     # at init every block is its skip only: changing a branch's weights does not change the output
     out0 = net(x).detach()
