@@ -112,6 +112,8 @@ def test_tuning_and_selection_keys(tmp_path):
     (small(base={"model": "rnn", "task": "adding", "width": 4, "steps": 1}, axes={"task_args.seq_len": [5, 6]},
            variants={"long": {"task_args": {"seq_len": 50}}, "b": {"width": 8}}), "sets task_args.seq_len, an axis"),
     ({**small(), "profile": "../x"}, "profile name '../x' must use"),
+    (small(variants={"a": {}, "b": {"width": 8}}, baseline={"b": ["a"]}), "baseline pair b: ['a'] names an unknown"),
+    (small(base=3), "study 's': 'base' must be a mapping of run config keys, got 3"),  # was an AttributeError
 ])
 def test_bad_profiles_fail_at_load_naming_study(tmp_path, bad, msg):
     with pytest.raises(ConfigError, match=re.escape(msg)):
@@ -145,14 +147,20 @@ def test_select_lr_on_a_profile_without_tuned_studies(tmp_path, capsys):
     assert read_selected(tmp_path / "r/tuning/selected_lr.csv") == {}
 
 
-@pytest.mark.parametrize("where,ok", [({"lr": 0.1}, True), ({"lr": 0.3}, False), ({"width": 4}, False)])
-def test_figure_panel_where_names_an_axis_value(tmp_path, where, ok):
+@pytest.mark.parametrize("panel,error", [
+    ({"where": {"lr": 0.1}}, None), ({"where": {"lr": 0.3}}, "not a value of an axis of study 's'"),
+    ({"where": {"width": 4}}, "not a value of an axis of study 's'"),
+    # a mapping or list given the wrong type was an AttributeError (a traceback, exit 1)
+    ({"where": 0}, "panels[0].where must be a mapping axis -> value, got 0"),
+    ({"variants": "base"}, "panels[0].variants must be a list of variant names, got 'base'")])
+def test_figure_panel_where_names_an_axis_value(tmp_path, panel, error):
     prof = small(axes={"depth": [2, 3], "lr": [0.01, 0.1]})
-    prof["report"] = {"figures": {"accuracy_vs_depth": {"panels": [{"study": "s", "where": where}]}}}
-    if ok:
-        assert grid.load_profile(write(tmp_path, prof)).report["figures"]["accuracy_vs_depth"]["panels"][0]["where"] == where
+    prof["report"] = {"figures": {"accuracy_vs_depth": {"panels": [{"study": "s", **panel}]}}}
+    if error is None:
+        assert grid.load_profile(write(tmp_path, prof)).report["figures"]["accuracy_vs_depth"]["panels"][0] == \
+            {"study": "s", **panel}
     else:
-        with pytest.raises(ConfigError, match="not a value of an axis of study 's'"):
+        with pytest.raises(ConfigError, match=re.escape(error)):
             grid.load_profile(write(tmp_path, prof))
 
 

@@ -146,6 +146,8 @@ def load_profile(path: str | Path) -> Profile:
         for k in s:
             if k not in STUDY_KEYS:
                 raise _unknown(k, STUDY_KEYS, where)
+        if not isinstance(s.get("base") or {}, dict):
+            raise ConfigError(f"{where}: 'base' must be a mapping of run config keys, got {s['base']!r}")
         variants = s.get("variants") or {"base": {}}
         if not isinstance(variants, dict):
             raise ConfigError(f"{where}: 'variants' must be a mapping name -> overrides")
@@ -188,7 +190,7 @@ def load_profile(path: str | Path) -> Profile:
             baselines = {v: baseline for v in variants if v != baseline}
         elif isinstance(baseline, dict):
             for v, b in baseline.items():
-                if v not in variants or b not in variants:
+                if not (_names_a(v, variants) and _names_a(b, variants)):
                     raise ConfigError(f"{where}: baseline pair {v}: {b} names an unknown variant "
                                       f"({', '.join(variants)})")
                 if v == b:
@@ -265,6 +267,9 @@ def _check_spec(spec, studies: dict, where: str, study: str | None) -> None:
         if not _names_a(s, studies):
             raise ConfigError(f"{where}: unknown study {s!r}; studies: {', '.join(studies)}")
     known = list(studies[study].variants) if study else sorted({v for s in studies.values() for v in s.variants})
+    for k, typ, what in (("variants", list, "a list of variant names"), ("where", dict, "a mapping axis -> value")):
+        if spec.get(k) is not None and not isinstance(spec[k], typ):
+            raise ConfigError(f"{where}.{k} must be {what}, got {spec[k]!r}")
     vs = ([spec["variant"]] if "variant" in spec else []) + list(spec.get("variants") or [])
     for v in vs:
         if v not in known:
