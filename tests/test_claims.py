@@ -160,6 +160,25 @@ def test_underflowed_gradient_ratio_is_censored_not_dropped():
     c = _mk(treatment={"activation": "sigmoid"}, control=None, outcome="log10_ratio_init", direction="less")
     r = claims.evaluate(_o(rows), None, [c]).iloc[0]
     assert r["verdict"] == "supported" and r["effect"] == pytest.approx(-math.log10(stats.FLOAT32_TINY))
+    # every run at the floor: the true ratios are smaller still, so the effect is a bound, and the paper says so
+    assert r["caveat"] == "3 of 3 runs' first-layer gradient underflowed float32: the effect is a lower bound"
+    assert "the effect is a lower bound" in claims.answer(None, claims.evaluate(_o(rows), None, [c]))
+
+
+@pytest.mark.parametrize("first, verdict", [(1e-40, "supported"), (0.0, "inconclusive")])
+def test_censoring_against_the_claimed_direction_cannot_support_it(first, verdict):
+    """Treatment ratios 1e-2 but one run's first layer at `first`; control 1e-30: the effect looks
+    positive either way, but a run censored at float32's floor (0.0) could lie anywhere below it,
+    so 'treatment ratio greater' is undecidable -- while the same run measured at 1e-40 decides it."""
+    rows = [{"study": "s", "variant": v, "seed": i, "run_id": f"{v}{i}", "final.test/acc": 0.1, "labels": "{}",
+             "grad_ratio_init": (first if i == 0 else 1e-2) if v == "a" else 1e-30 * (1 + i / 10)}
+            for v in "ab" for i in range(10)]
+    r = claims.evaluate(_o(rows), None, [_mk(outcome="log10_ratio_init", direction="greater")]).iloc[0]
+    assert r["effect"] > 15 and r["p_holm"] < 0.05 and r["verdict"] == verdict
+    if verdict == "inconclusive":
+        assert r["note"] == "1 of 20 runs' first-layer gradient underflowed float32, against the claim: cannot decide it"
+    else:
+        assert pd.isna(r["note"]) and pd.isna(r["caveat"])
 
 
 def test_rates_claim_uses_fisher_on_divergence_counts():

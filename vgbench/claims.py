@@ -51,6 +51,9 @@ OUTCOMES = {
                  "`threshold` (per seed; the smallest value minus one step if none does)",
 }
 ALONG = ("score_auc", "trainable")
+# outcomes censored from above: a first-layer gradient that underflowed float32 gives a ratio of 0,
+# recorded at float32's smallest value (stats.outcomes), so the true log10 ratio is at most that
+CENSORED = ("log10_ratio_init", "log10_ratio_final")
 
 
 @dataclass(frozen=True)
@@ -349,7 +352,7 @@ def evaluate(o: pd.DataFrame, curves: pd.DataFrame | None, claims: list[Claim]) 
     for c in claims:
         row = {"id": c.id, "question": c.question, "claim": c.text, "experiment": c.experiment(),
                "quantity": c.outcome, "family": c.family, "kind": c.test if c.control is not None else "one_sample",
-               "margin": c.margin, "note": None}
+               "margin": c.margin, "note": None, "caveat": None}
         x = samples(o, curves, c, c.treatment).dropna()
         y = samples(o, curves, c, c.control).dropna() if c.control is not None else pd.Series(dtype=float)
         row.update(n=len(x), n_base=len(y))
@@ -357,6 +360,7 @@ def evaluate(o: pd.DataFrame, curves: pd.DataFrame | None, claims: list[Claim]) 
             rows.append({**row, "note": "too few runs"})
             continue
         row.update(test(c, x, y))
+        row.update(censoring(c, x, y))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -366,9 +370,29 @@ def evaluate(o: pd.DataFrame, curves: pd.DataFrame | None, claims: list[Claim]) 
     df["p_holm"] = np.nan
     for _, idx in df.groupby("family").groups.items():
         df.loc[idx, "p_holm"] = stats.holm(df.loc[idx, "p"])
-    df["note"] = df["note"].astype(object)
+    df[["note", "caveat"]] = df[["note", "caveat"]].astype(object)
     df["verdict"] = [verdict(r) for r in df.to_dict("records")]
     return note_too_few_seeds(df)
+
+
+def censoring(c: Claim, x: pd.Series, y: pd.Series) -> dict:
+    """Units at the censoring floor of a CENSORED outcome (their true values lie lower still). Where
+    that can only make the true effect larger than the one measured (treatment censored and the
+    claim says `less`, control censored and it says `greater`) the effect is a lower bound: a
+    caveat. Where it could make it smaller, or across an equivalence margin, the data cannot
+    decide the claim: a note, and the verdict is inconclusive."""
+    import numpy as np
+    from vgbench import stats
+    if c.outcome not in CENSORED:
+        return {}
+    floor = math.log10(stats.FLOAT32_TINY) + 1e-9
+    kx, ky = int((x.to_numpy(float) <= floor).sum()), int((y.to_numpy(float) <= floor).sum())
+    if not kx + ky:
+        return {}
+    what = f"{kx + ky} of {len(x) + len(y)} runs' first-layer gradient underflowed float32"
+    if c.test == "equivalence" or (kx and c.direction == "greater") or (ky and c.direction == "less"):
+        return {"note": f"{what}, against the claim: cannot decide it"}
+    return {"caveat": f"{what}: the effect is a lower bound"}
 
 
 def note_too_few_seeds(df: pd.DataFrame) -> pd.DataFrame:
@@ -435,7 +459,7 @@ def answer(question, rows: pd.DataFrame) -> str:
             ptxt = f"CI {against_margin(r['ci_low'], r['ci_high'], r['margin'])} the equivalence margin +-{r['margin']:g}"
         pair = "paired " if r.get("paired") is True else ""
         n = f"{int(r['n'])} v {int(r['n_base'])} {pair}seeds" if r["kind"] != "one_sample" else f"{int(r['n'])} seeds"
-        note = f"; {r['note']}" if isinstance(r.get("note"), str) else ""
+        note = "".join(f"; {r[k]}" for k in ("note", "caveat") if isinstance(r.get(k), str))
         parts.append(f"{head}: {r['claim']} -- effect {r['effect']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}] "
                      f"on {r['quantity']} ({r['experiment']}), {ptxt}, {n}{note}.")
     return " ".join(parts)

@@ -186,8 +186,9 @@ def claims(f, prof) -> str:
     rows = []
     for r in c.itertuples():
         eff = mci(getattr(r, "effect", math.nan), getattr(r, "ci_low", math.nan), getattr(r, "ci_high", math.nan), 3)
-        note = getattr(r, "note", None)
-        verdict = r"\textbf{" + esc(r.verdict) + "}" + (f"\\newline{{\\scriptsize ({esc(note)})}}" if isinstance(note, str) else "")
+        verdict = r"\textbf{" + esc(r.verdict) + "}" + "".join(
+            f"\\newline{{\\scriptsize ({esc(n)})}}" for n in (getattr(r, "note", None), getattr(r, "caveat", None))
+            if isinstance(n, str))
         rows.append([esc(r.claim), esc(r.experiment), esc(r.quantity), eff, pval(getattr(r, "p_holm", math.nan)),
                      verdict])
     return tabular("p{3.4cm}p{4.6cm}lllp{2.9cm}", ["claim", "experiment", "quantity", "effect [95\\% CI]", "$p_{Holm}$",
