@@ -266,3 +266,15 @@ def test_constant_paired_difference_uses_the_exact_sign_test():
             for v, x in (("a", 0.9), ("b", 0.5)) for i in range(3)]
     r = claims.evaluate(_o(rows), None, [_mk()]).iloc[0]
     assert r["paired"] and r["p"] == pytest.approx(0.25) and r["verdict"] == "inconclusive"
+
+
+def test_the_papers_quoted_init_ratio_is_a_bound_where_runs_underflowed():
+    """The prose quotes log10 first/last ratios of the init study; a run whose first-layer gradient
+    underflowed float32 makes the quoted value an upper bound, and the macros say so (counted here
+    by hand: 2 of 3 runs at 0)."""
+    from vgbench import tables
+    fin = pd.DataFrame({"condition_id": ["s", "s", "s", "r", "r"], "grad_ratio_init": [0.0, 0.0, 1e-40, 1e-3, 2e-3]})
+    assert tables._underflow(fin, "s", "InitRatioSigmoid") == {
+        "InitRatioSigmoidBound": "at most ",
+        "InitRatioSigmoidNote": " (its first-layer gradient underflowed float32 in 2 of 3 runs)"}
+    assert tables._underflow(fin, "r", "InitRatioRelu") == {"InitRatioReluBound": "", "InitRatioReluNote": ""}

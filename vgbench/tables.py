@@ -277,6 +277,18 @@ def cost(runs: pd.DataFrame, jobs: pd.DataFrame) -> dict:
     return out
 
 
+def _underflow(fin: pd.DataFrame, condition_id: str, macro: str) -> dict:
+    """For a quoted log10 first/last ratio at init: where some runs' first-layer gradient underflowed
+    float32 (ratio 0, censored at float32's smallest value) the quoted ratio is an upper bound --
+    `<macro>Bound` = "at most " and `<macro>Note` says in how many runs; else both empty."""
+    r = pd.to_numeric(fin.loc[fin["condition_id"] == condition_id, "grad_ratio_init"], errors="coerce")
+    k = int((r == 0).sum())
+    if not k:
+        return {f"{macro}Bound": "", f"{macro}Note": ""}
+    return {f"{macro}Bound": "at most ",
+            f"{macro}Note": f" (its first-layer gradient underflowed float32 in {k} of {len(r)} runs)"}
+
+
 def numbers(f, prof) -> str:
     from vgbench.provenance import git_commit, versions
     runs, c, cl = f["runs"], f["conditions"], f["claims"]
@@ -296,13 +308,13 @@ def numbers(f, prof) -> str:
         vals[f"NumClaims{_macro(v)}"] = str(int((cl["verdict"] == v).sum())) if len(cl) else "0"
     if len(c):
         init = c[(c["study"] == (prof.report or {}).get("init_study"))]
-        for act in ("sigmoid", "relu"):
-            best = init[init["labels"].map(lambda s: _labels(s) == {"activation": act, "init": "default"})]
-            if len(best):
-                vals[f"InitRatio{_macro(act)}"] = num(best["log10_ratio_init_mean"].iloc[0], 1)
-        he = init[init["labels"].map(lambda s: _labels(s) == {"activation": "relu", "init": "he"})]
-        if len(he):
-            vals["InitRatioReluHe"] = num(he["log10_ratio_init_mean"].iloc[0], 1)
+        for name, lab in (("Sigmoid", {"activation": "sigmoid", "init": "default"}),
+                          ("Relu", {"activation": "relu", "init": "default"}),
+                          ("ReluHe", {"activation": "relu", "init": "he"})):
+            row = init[init["labels"].map(lambda s: _labels(s) == lab)]
+            if len(row):
+                vals[f"InitRatio{name}"] = num(row["log10_ratio_init_mean"].iloc[0], 1)
+                vals.update(_underflow(fin, row["condition_id"].iloc[0], f"InitRatio{name}"))
         acc = tspec(prof, "numbers")
         mit = c[c["study"] == acc.get("study")].copy()
         if len(mit):
