@@ -154,14 +154,19 @@ def test_holm_within_each_family_only():
     assert df.loc["3", "p_holm"] == pytest.approx(df.loc["3", "p"])  # alone in its family
 
 
-def test_underflowed_gradient_ratio_is_censored_not_dropped():
+@pytest.mark.parametrize("n, verdict", [(3, "inconclusive"), (6, "supported")])
+def test_underflowed_gradient_ratio_is_censored_not_dropped(n, verdict):
+    """Every run's ratio underflowed: each is censored at float32's floor, so all n values are equal.
+    The one-sample t-test would call that p = 0 (t = inf); the evaluator uses the exact sign test, as
+    for pairs that all differ alike: p = 2 * 0.5^n, 0.25 for 3 seeds (cannot decide), 0.031 for 6."""
     rows = [{"study": "s", "variant": "a", "seed": i, "run_id": f"r{i}", "final.test/acc": 0.1,
-             "labels": json.dumps({"activation": "sigmoid"}), "grad_ratio_init": 0.0} for i in range(3)]
+             "labels": json.dumps({"activation": "sigmoid"}), "grad_ratio_init": 0.0} for i in range(n)]
     c = _mk(treatment={"activation": "sigmoid"}, control=None, outcome="log10_ratio_init", direction="less")
     r = claims.evaluate(_o(rows), None, [c]).iloc[0]
-    assert r["verdict"] == "supported" and r["effect"] == pytest.approx(-math.log10(stats.FLOAT32_TINY))
+    assert r["effect"] == pytest.approx(-math.log10(stats.FLOAT32_TINY))
+    assert r["p"] == pytest.approx(st.binomtest(n, n, 0.5).pvalue) and r["verdict"] == verdict
     # every run at the floor: the true ratios are smaller still, so the effect is a bound, and the paper says so
-    assert r["caveat"] == "3 of 3 runs' first-layer gradient underflowed float32: the effect is a lower bound"
+    assert r["caveat"] == f"{n} of {n} runs' first-layer gradient underflowed float32: the effect is a lower bound"
     assert "the effect is a lower bound" in claims.answer(None, claims.evaluate(_o(rows), None, [c]))
 
 

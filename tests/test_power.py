@@ -41,6 +41,24 @@ def test_floors_are_fisher_and_sign_test_by_hand(tmp_path, seeds):
     assert pd.isna(t.loc["batch_norm_helps", "p_floor"]) and t.loc["batch_norm_helps", "verdict"] == "no floor"
 
 
+@pytest.mark.parametrize("seeds", [3, 10])
+def test_a_one_sample_gradient_ratio_has_the_sign_test_floor_where_every_run_underflows(tmp_path, seeds):
+    """Every run of a one-sample log10-ratio claim censored at float32's floor: all values alike,
+    the evaluator's sign test gives 2 / 2^n -- 0.25 with 3 seeds (default's init study), 0.002 with 10;
+    not 'can never be supported': runs that do not underflow can still decide it."""
+    raw = yaml.safe_load((REPO / "configs/smoke.yaml").read_text())
+    raw["studies"]["init_depth"]["seeds"] = seeds
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(raw, sort_keys=False))
+    prof = grid.load_profile(p)
+    (cid,) = [c.id for c in prof.claims if c.outcome == "log10_ratio_init" and c.control is None]
+    r = power.table(prof).set_index("claim").loc[cid]
+    assert r["p_floor"] == pytest.approx(2 / 2 ** seeds) and "where every run underflows float32" in r["test"]
+    assert r["m"] < 25 and r["verdict"] == ("cannot be supported where every run underflows" if seeds == 3
+                                           else "can be supported")
+    assert power.warning(prof, str(p)) is None or cid not in power.warning(prof, str(p))
+
+
 def test_units_count_the_axes_a_selector_leaves_free(tmp_path):
     prof, _, _ = _table(tmp_path, 5)
     c = {c.id: c for c in prof.claims}

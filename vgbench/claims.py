@@ -311,7 +311,9 @@ def test(c: Claim, x: pd.Series, y: pd.Series) -> dict:
     row = {"paired": paired}
     if c.control is None:
         xs = c.sign * x.to_numpy(float)
-        p = float(stats.st.ttest_1samp(xs, 0.0).pvalue) if np.ptp(xs) > 0 else float(xs.mean() == 0)
+        # every unit alike (a discrete outcome, or every run censored at one floor): the t-test's
+        # zero variance is an artefact and its p of 0 meaningless; the exact sign test, as for pairs
+        p = float(stats.st.ttest_1samp(xs, 0.0).pvalue) if np.ptp(xs) > 0 else _sign_test(xs, row)
         lo, hi = stats.bootstrap_ci(xs)
         row.update(effect=float(xs.mean()), ci_low=lo, ci_high=hi, hedges_g=math.nan, p=p)
     elif c.test == "rates":
@@ -330,7 +332,7 @@ def test(c: Claim, x: pd.Series, y: pd.Series) -> dict:
         if np.ptp(d) > 0:
             p = float(stats.st.ttest_rel(x.loc[common], y.loc[common]).pvalue)
         else:  # every pair differs by the same amount: the t-test is undefined; exact sign test
-            p = 1.0 if d[0] == 0 else float(stats.st.binomtest(len(d), len(d), 0.5).pvalue)
+            p = _sign_test(d, row)
         sd = d.std(ddof=1)
         row.update(effect=float(d.mean()), ci_low=lo, ci_high=hi, p=p,
                    hedges_g=float(d.mean() / sd * (1 - 3 / (4 * (len(d) - 1) - 1))) if sd > 0 else math.nan)
@@ -340,6 +342,16 @@ def test(c: Claim, x: pd.Series, y: pd.Series) -> dict:
         row.update(effect=c.sign * r["diff"], ci_low=lo, ci_high=hi, hedges_g=c.sign * r["hedges_g"],
                    p=r["p_welch"])
     return row
+
+
+def _sign_test(d, row: dict) -> float:
+    """Two-sided exact sign test of values that are all equal: 1 if they are 0, else 2 * 0.5^n, the
+    smallest p n units can give (row["_alike"] records it for note_too_few_seeds)."""
+    from vgbench import stats
+    if d[0] == 0:
+        return 1.0
+    row["_alike"] = len(d)
+    return float(stats.st.binomtest(len(d), len(d), 0.5).pvalue)
 
 
 def evaluate(o: pd.DataFrame, curves: pd.DataFrame | None, claims: list[Claim]) -> pd.DataFrame:
@@ -406,7 +418,13 @@ def note_too_few_seeds(df: pd.DataFrame) -> pd.DataFrame:
         n_fam = int((df["family"] == df.at[i, "family"]).sum())
         df.at[i, "note"] = (f"{int(df.at[i, 'n_base'])}/{int(df.at[i, 'n_base'])} vs 0/{int(df.at[i, 'n'])}, "
                             f"the most extreme outcome: too few seeds for {n_fam} claims")
-    return df
+    # every unit alike, in the claimed direction: the sign test's floor, 2 * 0.5^n, is the p
+    alike = df.get("_alike", pd.Series(np.nan, index=df.index))
+    for i in df.index[alike.notna() & (df["effect"] > 0) & (df["verdict"] == "inconclusive") & df["note"].isna()]:
+        n = int(alike[i])
+        df.at[i, "note"] = (f"all {n} {'pairs' if df.at[i, 'paired'] else 'seeds'} alike, the most extreme outcome: "
+                            f"the exact sign test cannot go below p = {2 * 0.5 ** n:.2g}; too few seeds")
+    return df.drop(columns="_alike", errors="ignore")
 
 
 def against_margin(lo: float, hi: float, m: float) -> str:

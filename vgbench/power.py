@@ -7,6 +7,9 @@ floor that no effect, however clear, can go below:
   - paired outcomes that move in whole grid steps (`trainable`): when every pair differs by the
     same amount the t-test is undefined and the evaluator uses the exact sign test,
     p = 2 * 0.5^n; 5 pairs: 0.0625 -- the clearest possible result is not significant.
+  - a log10 gradient ratio (claims.CENSORED) is continuous, but where every run's first-layer
+    gradient underflows float32 all values sit at one floor and the evaluator uses the same exact
+    sign test: 3 seeds, p = 0.25 -- the table says what that floor is.
 The floor is the evaluator's own test (claims.test) run on that clearest result, so it follows
 whatever test the evaluator picks.
 Holm within a family of m claims rejects the smallest p first at alpha / m: a claim whose floor is
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from vgbench.claims import ALPHA, Claim
+from vgbench.claims import ALPHA, CENSORED, Claim
 
 
 def units(claim: Claim, study, selector: dict | None) -> int:
@@ -46,14 +49,19 @@ def floor(claim: Claim, n: int, n_c: int) -> tuple[float | None, str]:
     from vgbench.claims import test
     if claim.test == "equivalence":
         return None, "equivalence (CI inside the margin)"
-    if claim.outcome not in DISCRETE:
+    # a censored outcome hits a floor where every unit sits at the censoring value: one-sample claims
+    # (two arms both at it differ by 0 -- no evidence either way, not a floor)
+    if claim.outcome not in DISCRETE and not (claim.outcome in CENSORED and claim.control is None):
         return None, "t-test"
     good = 1.0 if claim.direction == "greater" else 0.0
-    x = pd.Series(good, index=range(n))
+    # without a control the clearest result is every unit one step from 0 in the claimed direction
+    x = pd.Series(good if claim.control is not None else claim.sign * 1.0, index=range(n))
     y = pd.Series(1.0 - good, index=range(n_c)) if claim.control is not None else pd.Series(dtype=float)
     r = test(claim, x, y)
     name = ("Fisher" if claim.test == "rates" else "sign test (every pair alike)" if r["paired"]
-            else "one-sample" if claim.control is None else "Welch")
+            else "sign test (every seed alike)" if claim.control is None else "Welch")
+    if claim.outcome in CENSORED:
+        name = f"where every run underflows float32: {name}"
     return r["p"], f"{name}, {n} v {n_c}"
 
 
@@ -75,7 +83,7 @@ def table(prof):
         elif p < ALPHA:
             verdict = "only if the rest of its family is rejected first"
         else:
-            verdict = NEVER
+            verdict = NEVER if c.outcome not in CENSORED else "cannot be supported where every run underflows"
         rows.append({"claim": c.id, "family": c.family, "m": m, "test": test, "p_floor": p,
                      "holm_floor": None if p is None else min(1.0, p * m), "verdict": verdict})
     return pd.DataFrame(rows)
