@@ -283,3 +283,13 @@ def test_the_papers_quoted_init_ratio_is_a_bound_where_runs_underflowed():
         "InitRatioSigmoidBound": "at most ",
         "InitRatioSigmoidNote": " (its first-layer gradient underflowed float32 in 2 of 3 runs)"}
     assert tables._underflow(fin, "r", "InitRatioRelu") == {"InitRatioReluBound": "", "InitRatioReluNote": ""}
+
+
+def test_claims_that_all_lack_runs_are_inconclusive_not_a_crash():
+    """One seed per arm for every claim (a profile with seeds: 1): no claim gets a test, and the
+    evaluator once failed with KeyError 'effect' -- the whole stats stage with it."""
+    rows = [{"study": "s", "variant": v, "labels": "{}", "seed": 0, "run_id": v, "final.test/acc": 0.5} for v in "ab"]
+    df = claims.evaluate(_o(rows), None, [_mk(), _mk(id="d", test="equivalence", margin=0.02)])
+    assert list(df["verdict"]) == ["inconclusive"] * 2 and list(df["note"]) == ["too few runs"] * 2
+    assert df["effect"].isna().all() and "(too few runs)" in claims.answer(None, df)
+

@@ -377,8 +377,9 @@ def evaluate(o: pd.DataFrame, curves: pd.DataFrame | None, claims: list[Claim]) 
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    if "p" not in df:
-        df["p"] = np.nan
+    for k in ("paired", "effect", "ci_low", "ci_high", "hedges_g", "p"):   # absent where no claim had runs enough
+        if k not in df:
+            df[k] = np.nan
     df["p_holm"] = np.nan
     for _, idx in df.groupby("family").groups.items():
         df.loc[idx, "p_holm"] = stats.holm(df.loc[idx, "p"])
