@@ -300,6 +300,28 @@ def test_cli_draws_token_indices_for_a_model_with_an_embedding(tmp_path, capsys)
     assert [l["type"] for l in d["layers"]] == ["Embedding", "Linear"] and all(l["weight_grad"] for l in d["layers"])
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float64"])
+def test_cli_feeds_a_model_inputs_in_its_own_dtype(tmp_path, capsys, dtype):
+    """A bfloat16 model once failed ('mat1 and mat2 must have the same dtype'): the random batch was
+    float32. The first layer's weight gradient is checked against autograd on the same batch."""
+    f = tmp_path / "m.py"
+    f.write_text(f"import torch, torch.nn as nn\ndef net():\n    torch.manual_seed(0)\n    return nn.Sequential("
+                 f"nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 3)).to(torch.{dtype})\n")
+    assert cli.main(["diagnose", f"{f}:net", "--input-shape", "10", "--out", str(tmp_path / "o")]) == 0
+    assert f"input: torch.{dtype}" in capsys.readouterr().out
+    d = json.loads((tmp_path / "o/diagnose.json").read_text())
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("m_ref", f)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    net = m.net()
+    x = torch.randn((64, 10), generator=torch.Generator().manual_seed(0)).to(getattr(torch, dtype))
+    target = torch.randint(0, 3, (64,), generator=torch.Generator().manual_seed(0))   # diagnose's own labels
+    nn.functional.cross_entropy(net(x), target).backward()
+    assert len(d["layers"]) == 2
+    assert d["layers"][0]["weight_grad"] == pytest.approx(float(net[0].weight.grad.norm()), rel=1e-6)
+
+
 def test_cli_writes_json_png_pdf(tmp_path, capsys):
     f = tmp_path / "m.py"
     f.write_text("import torch.nn as nn\ndef net():\n    return nn.Sequential(*[m for _ in range(12) for m in "

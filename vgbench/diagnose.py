@@ -519,6 +519,10 @@ def main(args) -> int:
         except RuntimeError as e:
             raise ConfigError(f"cannot make a random batch of shape {(args.batch, *shape)}: "
                               f"{' '.join(str(e).split())[:200]}") from None
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if x.is_floating_point() and dtype is not None and x.dtype != dtype:   # a bfloat16 / float64 model
+        x = x.to(dtype)
+        print(f"input: {dtype} (the model's parameters')")
     try:
         rep = diagnose(model, x, y, args.loss, args.steps, args.lr, args.results)
     except ConfigError:
