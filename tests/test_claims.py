@@ -164,6 +164,7 @@ def test_underflowed_gradient_ratio_is_censored_not_dropped(n, verdict):
     c = _mk(treatment={"activation": "sigmoid"}, control=None, outcome="log10_ratio_init", direction="less")
     r = claims.evaluate(_o(rows), None, [c]).iloc[0]
     assert r["effect"] == pytest.approx(-math.log10(stats.FLOAT32_TINY))
+    assert r["experiment"] == "s: activation sigmoid, against 0"   # once '... vs 0', as if comparing inits
     assert r["p"] == pytest.approx(st.binomtest(n, n, 0.5).pvalue) and r["verdict"] == verdict
     # every run at the floor: the true ratios are smaller still, so the effect is a bound, and the paper says so
     assert r["caveat"] == f"{n} of {n} runs' first-layer gradient underflowed float32: the effect is a lower bound"

@@ -80,7 +80,7 @@ class Claim:
     def experiment(self) -> str:
         def sel(d):
             return ", ".join(f"{k} {v}" if k != "variant" else str(v) for k, v in d.items()) or "all runs"
-        ctl = f" vs {sel(self.control)}" if self.control is not None else " vs 0"
+        ctl = f" vs {sel(self.control)}" if self.control is not None else ", against 0"
         along = f", along {self.along}" if self.along else ""
         return f"{self.study}: {sel(self.treatment)}{ctl}{along}"
 
