@@ -37,13 +37,15 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
 
 
-def snake(workdir, *args, check=True, profile="local", **kw):
-    # the checkout under test, not whichever vgbench happens to be installed
+def snake(workdir, *args, check=True, profile="local", package_root=REPO, **kw):
+    # the checkout under test (or `package_root`, a folder holding a vgbench package; run it with
+    # cwd elsewhere, since `python -m` puts the working directory first), not whichever vgbench
+    # happens to be installed
     env = {**os.environ, "WANDB_MODE": "disabled",
-           "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+           "PYTHONPATH": os.pathsep.join([str(package_root), *filter(None, [os.environ.get("PYTHONPATH")])])}
     p = subprocess.run([*SNAKEMAKE, "-d", str(workdir), *(["--cores", "2"] if profile == "local" else []),
                         "--workflow-profile", str(REPO / "workflow/profiles" / profile), *args],
-                       capture_output=True, text=True, env=env, cwd=REPO, **kw)
+                       capture_output=True, text=True, env=env, cwd=kw.pop("cwd", REPO), **kw)
     if check and p.returncode != 0:
         raise AssertionError(f"snakemake failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-6000:]}")
     return p

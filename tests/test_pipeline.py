@@ -14,7 +14,7 @@ import pytest
 import yaml
 from scipy import stats as st
 
-from vgbench import grid
+from vgbench import grid, paths
 
 from conftest import REPO, executed, snake
 
@@ -101,6 +101,13 @@ def test_resume_runs_exactly_the_missing_run(smoke, tmp_path):
     (victim / "summary.json").unlink()
     # up to the aggregate: what a resume must redo is training; the rules after it are tested above
     target = "results/aggregate/runs.parquet"
+    # a dry run reports the resume and touches nothing (it once deleted the stale marker and the
+    # aggregates: workflow.dryrun reads False while Snakemake parses the workflow)
+    before = sorted(str(f.relative_to(res)) for f in res.rglob("*") if f.is_file())
+    dry = snake(work, target, "-n", "--configfile", str(REPO / "configs/smoke.yaml"))
+    assert "1 final job(s) have missing runs and will resume: final-mlp_mitigations (a dry run changes nothing" \
+        in dry.stderr
+    assert sorted(str(f.relative_to(res)) for f in res.rglob("*") if f.is_file()) == before
     p = snake(work, target, "--configfile", str(REPO / "configs/smoke.yaml"))   # target first: --configfile takes a list
     assert executed(p, "train_job") == 1 and executed(p, "tune_job") == 0
     assert (victim / "summary.json").is_file()
@@ -109,6 +116,21 @@ def test_resume_runs_exactly_the_missing_run(smoke, tmp_path):
     assert "1 trained" in log
     again = snake(work, target, "--configfile", str(REPO / "configs/smoke.yaml"))
     assert "Nothing to be done" in again.stdout + again.stderr
+    # the analysis depends on the package's code: the same code in another folder changes nothing;
+    # an edited evaluator runs the analysis again on the same runs, and nothing is retrained
+    from vgbench import provenance
+    stamp = paths.code_stamp(res)
+    assert stamp.read_text().strip() == provenance.code_hash()
+    pkg = tmp_path / "pkg"
+    shutil.copytree(REPO / "vgbench", pkg / "vgbench", ignore=shutil.ignore_patterns("__pycache__"))
+    same = snake(work, target, "--configfile", str(REPO / "configs/smoke.yaml"), package_root=pkg, cwd=work)
+    assert "Nothing to be done" in same.stdout + same.stderr
+    with open(pkg / "vgbench/claims.py", "a") as f:
+        f.write("# an edit\n")
+    code = snake(work, target, "--configfile", str(REPO / "configs/smoke.yaml"), package_root=pkg, cwd=work)
+    assert "the vgbench code changed since the analysis last ran" in code.stderr
+    assert executed(code, "aggregate") == 1 and executed(code, "train_job") == executed(code, "tune_job") == 0
+    assert stamp.read_text().strip() == provenance.code_hash(pkg / "vgbench") != provenance.code_hash()
 
 
 def test_aggregate_fails_loudly_on_missing_run(smoke, tmp_path):

@@ -39,6 +39,12 @@ USES_THEORY = ("grad_depth_init", "length_vs_depth", "theory_vs_measured", "numb
 PAPER = "paper/vgbench.pdf"  # the default results folder's paper (DESIGN.md); others: <results>/vgbench.pdf
 
 
+def code_stamp(results: str | Path = "results") -> Path:
+    """aggregate/code.sha256: provenance.code_hash() of the package the analysis last ran with; the
+    pipeline rewrites it when the package changes, and aggregate (so every later stage) reruns."""
+    return Path(results) / AGGREGATE / "code.sha256"
+
+
 def runs_dir(results: str | Path = "results") -> Path:
     return Path(results) / RUNS
 

@@ -74,6 +74,17 @@ def atomic_write(path: str | Path):
         os.close(fd)
 
 
+def code_hash(root: str | Path | None = None) -> str:
+    """sha256 of the vgbench package's Python sources (relative paths and bytes, sorted; `root`: the
+    package folder, default this one): what the analysis stages ran with, also for an uncommitted
+    tree where the commit alone would not say."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def write_json_atomic(path: Path, data) -> None:
     """Write JSON so that `path` is either absent or complete, also after a power cut."""
     with atomic_write(path) as tmp:

@@ -5,6 +5,8 @@ rule aggregate:
     localrule: True
     input:
         lambda wc: [marker("final", j) for j in final_jobs()],
+        # written before the DAG is built (common.smk); absent only in a dry run on a new folder
+        lambda wc: [CODE_STAMP] if Path(CODE_STAMP).exists() else [],
     output:
         runs=AGGREGATES[0],
         curves=AGGREGATES[1],
@@ -22,3 +24,4 @@ rule aggregate:
         runtime=20,
     shell:
         "{params.vg} aggregate {params.profile:q} --results {params.results:q} > {log:q} 2>&1"
+

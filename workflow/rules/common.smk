@@ -2,12 +2,27 @@
 import functools
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
-from vgbench import grid, paths, power
+from vgbench import grid, paths, power, provenance
 from vgbench.select_lr import read_selected
 
+def _dry_run() -> bool:
+    """Whether this invocation is a dry run (-n, --dry-run, or -n in a bundle of short flags such
+    as -np). workflow.dryrun cannot tell while the Snakefile is parsed: Snakemake 9 knows it only
+    once the executor is chosen, after the DAG -- it read False here, and a dry run deleted the
+    stale job markers and aggregates that it claimed only to report."""
+    for a in sys.argv[1:]:
+        if a in ("-n", "--dry-run", "--dryrun") or (a[:1] == "-" and a[1:2] != "-" and a[1:].isalpha() and "n" in a):
+            return True
+    return workflow.dryrun
+
+
+DRY = _dry_run()
+# what a dry run cannot show: the jobs it would redo because of the files it leaves in place
+DRY_NOTE = " (a dry run changes nothing, so Snakemake's job list below leaves this out)"
 PROFILE = str((workflow.overwrite_configfiles or [os.path.join(workflow.basedir, "configs/default.yaml")])[-1])
 PROF = grid.load_profile(PROFILE)  # validates every run before any job starts
 if workflow.is_main_process and (_weak := power.warning(PROF, PROFILE)):
@@ -46,14 +61,42 @@ def sweep(stage, jobs, downstream):
             missing = True
         elif not all(paths.is_complete(paths.run_dir(s.run_id, R)) for s in specs):
             stale.append(job)
-            if not workflow.dryrun:
+            if not DRY:
                 m.unlink()
     if stale:
         print(f"vgbench: {len(stale)} {stage} job(s) have missing runs and will resume: "
-              f"{', '.join(stale[:5])}", file=sys.stderr)
-    if (stale or missing) and not workflow.dryrun:
+              f"{', '.join(stale[:5])}{DRY_NOTE if DRY else ''}", file=sys.stderr)
+    if (stale or missing) and not DRY:
         for f in downstream:
             Path(f).unlink(missing_ok=True)
+
+
+def stamp_code():
+    """The analysis stages (aggregate and everything after it) depend on the package's code, not
+    only on the runs: results/aggregate/code.sha256 holds the hash of the code they last ran with,
+    rewritten here when it differs, so a changed evaluator or figure recomputes them (its mtime
+    is the one rerun trigger this workflow uses). Training jobs do not read it: runs are keyed
+    by their config and never retrained for a code change. A dry run only reports."""
+    stamp = paths.code_stamp(R)
+    # the package the stages import (`python -m vgbench` in this directory and environment), which
+    # need not be the one this Snakefile imported: Snakemake puts the workflow's folder on sys.path
+    h = subprocess.run([sys.executable, "-c", "from vgbench.provenance import code_hash; print(code_hash())"],
+                       capture_output=True, text=True, check=True).stdout.strip()
+    old = stamp.read_text().strip() if stamp.is_file() else None
+    if old == h:
+        return
+    if old is not None:
+        print("vgbench: the vgbench code changed since the analysis last ran: aggregate and every later "
+              f"stage will run again{DRY_NOTE if DRY else ''}", file=sys.stderr)
+    if not DRY:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        with provenance.atomic_write(stamp) as tmp:
+            tmp.write_text(h + "\n")
+
+
+if workflow.is_main_process:
+    stamp_code()
+CODE_STAMP = str(paths.code_stamp(R))
 
 
 sweep("tune", TUNE_JOBS, [SELECTED, *AGGREGATES])
