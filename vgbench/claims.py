@@ -394,12 +394,10 @@ def censoring(c: Claim, x: pd.Series, y: pd.Series) -> dict:
     claim says `less`, control censored and it says `greater`) the effect is a lower bound: a
     caveat. Where it could make it smaller, or across an equivalence margin, the data cannot
     decide the claim: a note, and the verdict is inconclusive."""
-    import numpy as np
     from vgbench import stats
     if c.outcome not in CENSORED:
         return {}
-    floor = math.log10(stats.FLOAT32_TINY) + 1e-9
-    kx, ky = int((x.to_numpy(float) <= floor).sum()), int((y.to_numpy(float) <= floor).sum())
+    kx, ky = stats.censored(x), stats.censored(y)
     if not kx + ky:
         return {}
     what = f"{kx + ky} of {len(x) + len(y)} runs' first-layer gradient underflowed float32"

@@ -378,11 +378,19 @@ def _check_arguments(model, x, loss, steps, lr) -> None:
         raise ConfigError("the model has no trainable parameters (none requires grad): there is no gradient to measure")
 
 
+def in_model_dtype(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Float inputs in the dtype of the model's parameters (a bfloat16 or float64 model fed float32
+    fails in its first layer); token indices stay integers."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    return x.to(dtype) if x.is_floating_point() and dtype is not None else x
+
+
 def diagnose(model: nn.Module, example_input: torch.Tensor, target=None, loss: str | None = None,
              steps: int = 0, lr: float = 0.01, results=None) -> Report:
     """Measure at initialisation and, with steps > 0, again after `steps` SGD steps on the
     same batch (the model is trained in place). Bad arguments raise ConfigError (a ValueError)."""
     _check_arguments(model, example_input, loss, steps, lr)
+    example_input = in_model_dtype(model, example_input)
     rep = measure(model, example_input, target, loss)
     rep.advice = advice(model, rep, results)
     if steps > 0:
@@ -519,10 +527,8 @@ def main(args) -> int:
         except RuntimeError as e:
             raise ConfigError(f"cannot make a random batch of shape {(args.batch, *shape)}: "
                               f"{' '.join(str(e).split())[:200]}") from None
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    if x.is_floating_point() and dtype is not None and x.dtype != dtype:   # a bfloat16 / float64 model
-        x = x.to(dtype)
-        print(f"input: {dtype} (the model's parameters')")
+    if in_model_dtype(model, x).dtype != x.dtype:   # diagnose() casts it; say so
+        print(f"input: {in_model_dtype(model, x).dtype} (the model's parameters')")
     try:
         rep = diagnose(model, x, y, args.loss, args.steps, args.lr, args.results)
     except ConfigError:

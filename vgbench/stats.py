@@ -35,6 +35,12 @@ N_BOOT = 2000
 FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)   # 1.4e-45
 
 
+def censored(log10_ratios) -> int:
+    """How many log10 first/last ratios sit at the censoring value outcomes() gives an underflowed
+    (zero) ratio: log10 of float32's smallest value."""
+    return int((np.asarray(log10_ratios, float) <= np.log10(FLOAT32_TINY) + 1e-9).sum())
+
+
 # --- primitives (tested against hand-computed fixtures and scipy) ------------------------
 
 def bootstrap_ci(x, stat=np.mean, level: float = 0.95) -> tuple[float, float]:
