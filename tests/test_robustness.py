@@ -233,8 +233,10 @@ def test_sigterm_or_ctrl_c_during_train_exits_143_or_130(tmp_path, sig, code, wo
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"}
     # The child gets the signal state of a process started from a terminal. In the full suite it
     # once inherited a state in which SIGINT did nothing (the stacks showed it training on 60 s after
-    # Ctrl-C; alone, 0 of 63 tries failed): a disposition (SIG_IGN makes Python skip its Ctrl-C
-    # handler) or a blocked mask, left in this pytest process by an earlier test.
+    # Ctrl-C; alone, 0 of 63 tries failed): SIG_IGN makes Python skip its Ctrl-C handler. No test
+    # changes this process's SIGINT handler (checked after every test of the suite; Lightning's
+    # teardown restores the one it sets to SIG_IGN on Ctrl-C), but pytest itself inherits SIG_IGN
+    # when started as a background job (`make test &`) of a non-interactive shell, as runners do.
     parent = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
 
     def as_from_a_terminal():
