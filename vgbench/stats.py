@@ -11,7 +11,9 @@ Reads results/aggregate/{runs,curves}.parquet (final runs) and writes results/st
                    and the Nemenyi critical difference; ranks.csv: mean rank per variant
   claims.csv       the profile's claims (vgbench.claims), each with its experiment, effect, CI,
                    Holm-corrected p within its family and a verdict computed from the data
-A first/last gradient ratio of exactly 0 (float32 underflow) is censored at log10 = -44.85.
+A first/last gradient ratio of exactly 0 (float32 underflow) is censored at log10 = -44.85;
+conditions.csv (`<ratio>_censored`) and comparisons.csv (`censored`, `censored_base`) count such
+runs, whose mean is then an upper bound.
 Diverged runs are failures, never dropped: their metric becomes the trivial predictor's
 (chance accuracy, or the constant / memoryless loss). `score` is accuracy, or minus the
 loss, so higher is better everywhere. No plotting here (figures never compute statistics).
@@ -159,6 +161,8 @@ def condition_table(o: pd.DataFrame) -> pd.DataFrame:
             row.update({f"{q}_mean": x.mean() if len(x) else math.nan,
                         f"{q}_std": x.std(ddof=1) if len(x) > 1 else math.nan,
                         f"{q}_ci_low": lo, f"{q}_ci_high": hi, f"{q}_n": len(x)})
+            if q.startswith("log10_ratio"):
+                row[f"{q}_censored"] = censored(x)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -191,6 +195,8 @@ def comparisons(o: pd.DataFrame, baselines: dict[str, dict]) -> pd.DataFrame:
                     rows.append({"study": study, "variant": variant, "baseline": base, "labels": labels,
                                  "quantity": q, "metric": g["metric"].iloc[0] if q == "score" else q,
                                  "div_rate": float(g["failed"].mean()), "div_rate_base": float(b["failed"].mean()),
+                                 "censored": censored(x) if q != "score" else 0,
+                                 "censored_base": censored(y) if q != "score" else 0,
                                  **compare(x, y)})
     df = pd.DataFrame(rows)
     if df.empty:

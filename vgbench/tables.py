@@ -114,15 +114,25 @@ def grad_ratios(f, prof) -> str:
     if len(c):
         c["depth"] = c["labels"].map(lambda s: _labels(s).get("depth"))
         d = c["depth"].max()
-        for r in c[c["depth"] == d].sort_values("variant").itertuples():
-            rows.append([esc(r.variant), mci(r.log10_ratio_init_mean, r.log10_ratio_init_ci_low, r.log10_ratio_init_ci_high),
-                         mci(r.log10_ratio_final_mean, r.log10_ratio_final_ci_low, r.log10_ratio_final_ci_high)])
+        for _, r in c[c["depth"] == d].sort_values("variant").iterrows():
+            rows.append([esc(r["variant"]), *(_ratio_cell(r, q) for q in ("log10_ratio_init", "log10_ratio_final"))])
         cap = f"{esc(study)}, depth {int(d)}: $\\log_{{10}}$ of the first/last-layer weight-gradient norm ratio"
     else:
         cap = "First/last-layer weight-gradient ratios"
     return tabular("lcc", ["variant", "at init", "after training"], rows,
                    cap + " (mean, 95\\% CI over seeds; 0 = balanced, $-k$ = $k$ orders of magnitude smaller at "
-                   "the input).", "tab:grad_ratios")
+                   "the input). $\\le$ ($k$/$n$ u.): in $k$ of $n$ runs the first-layer gradient underflowed "
+                   "float32 and its ratio counts as float32's smallest value, so the mean is an upper bound.",
+                   "tab:grad_ratios")
+
+
+def _ratio_cell(r, q: str) -> str:
+    """A condition's mean log10 ratio with its CI; marked as an upper bound where runs underflowed."""
+    cell = mci(r[f"{q}_mean"], r[f"{q}_ci_low"], r[f"{q}_ci_high"])
+    k = r.get(f"{q}_censored")
+    if pd.isna(k) or k <= 0:
+        return cell
+    return f"$\\le$ {cell} {{\\scriptsize ({int(k)}/{int(r[f'{q}_n'])} u.)}}"
 
 
 def rnn_results(f, prof) -> str:
@@ -277,16 +287,16 @@ def cost(runs: pd.DataFrame, jobs: pd.DataFrame) -> dict:
     return out
 
 
-def _underflow(fin: pd.DataFrame, condition_id: str, macro: str) -> dict:
+def _underflow(row: pd.Series, macro: str) -> dict:
     """For a quoted log10 first/last ratio at init: where some runs' first-layer gradient underflowed
     float32 (ratio 0, censored at float32's smallest value) the quoted ratio is an upper bound --
     `<macro>Bound` = "at most " and `<macro>Note` says in how many runs; else both empty."""
-    r = pd.to_numeric(fin.loc[fin["condition_id"] == condition_id, "grad_ratio_init"], errors="coerce")
-    k = int((r == 0).sum())
-    if not k:
+    k = row.get("log10_ratio_init_censored")
+    if pd.isna(k) or k <= 0:
         return {f"{macro}Bound": "", f"{macro}Note": ""}
     return {f"{macro}Bound": "at most ",
-            f"{macro}Note": f" (its first-layer gradient underflowed float32 in {k} of {len(r)} runs)"}
+            f"{macro}Note": f" (its first-layer gradient underflowed float32 in {int(k)} of "
+                            f"{int(row['log10_ratio_init_n'])} runs)"}
 
 
 def numbers(f, prof) -> str:
@@ -314,7 +324,7 @@ def numbers(f, prof) -> str:
             row = init[init["labels"].map(lambda s: _labels(s) == lab)]
             if len(row):
                 vals[f"InitRatio{name}"] = num(row["log10_ratio_init_mean"].iloc[0], 1)
-                vals.update(_underflow(fin, row["condition_id"].iloc[0], f"InitRatio{name}"))
+                vals.update(_underflow(row.iloc[0], f"InitRatio{name}"))
         acc = tspec(prof, "numbers")
         mit = c[c["study"] == acc.get("study")].copy()
         if len(mit):
