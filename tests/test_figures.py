@@ -200,3 +200,32 @@ def test_a_figure_band_is_the_tables_seeded_bootstrap_checked_against_scipy():
     assert at0[0] == pytest.approx(ref.low, abs=1e-12) and at0[-1] == pytest.approx(ref.high, abs=1e-12)
     assert ref.high - ref.low > 0.02   # a real interval, not a point
     plt.close(fig)
+
+
+@pytest.mark.parametrize("name, base", [("grad_depth_init", lambda x: 10.0 ** -x),
+                                        ("grad_depth_training", lambda x: 10.0 ** -x),
+                                        ("rnn_grad_time", lambda x: 0.9 ** (10 - x))])
+def test_gradient_norms_on_a_log_axis_are_geometric_means_over_the_runs_that_did_not_underflow(name, base):
+    """Seed 1's norms are 100x seed 0's, so every drawn line must sit at 10x seed 0's (the mean of
+    log10; the arithmetic mean, 50.5x, follows the larger seed). grad_depth_training once drew its
+    first panel arithmetically and the others geometrically: seaborn averages in log10 only where
+    the axis is already log, and only its shared y made the later panels so. A layer where one run's
+    norm underflowed to 0 is left out (averaging the runs left drew seed 0's norm alone there)."""
+    import importlib
+    f = synthetic_frames()
+    c = f["curves"]
+    seed1 = c["run_id"].str.endswith("-1") & c["kind"].isin(["signal", "hidden_t"])
+    c.loc[seed1, "value"] = c.loc[seed1, "value"] / 1.1 * 100
+    under = seed1 & c["run_id"].str.startswith('init_depth-base-{"activation": "sigmoid"') & (c["index"] == 1)
+    c.loc[under, "value"] = 0.0
+    fig = importlib.import_module(f"vgbench.figures.{name}").make(f)
+    lines = [ln for ax in fig.axes for ln in ax.lines if len(ln.get_xdata()) > 1 and ln.get_linestyle() != "--"]
+    assert lines
+    for ln in lines:
+        x, y = np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float)
+        assert np.allclose(y, 10 * base(x), rtol=1e-9), (ln.get_label(), x, y / base(x))
+    if name == "grad_depth_init":
+        xs = sorted(tuple(ln.get_xdata()) for ln in lines)
+        assert xs == [(0, 1, 2, 3), (0, 2, 3)], xs
+    import matplotlib.pyplot as plt
+    plt.close(fig)

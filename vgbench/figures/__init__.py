@@ -3,7 +3,7 @@
 `frames` is a dict of DataFrames read from the results tree (`load_frames`): runs, curves
 (aggregate), conditions, comparisons, claims, ranks, friedman (stats) and theory. Figure
 modules only plot: every statistic they show comes from results/stats or is a seaborn
-mean with its bootstrap CI over seeds.
+mean with its bootstrap CI over seeds (geometric, for gradient norms on a log axis).
 """
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ NAMES = paths.FIGURE_NAMES
 
 CAPTIONS = {
     "grad_depth_init": "Back-propagated error norm per layer at initialisation, by activation and init "
-                       "(mean and 95% CI over seeds); dashed: mean-field prediction.",
+                       "(geometric mean and 95% CI over seeds); dashed: mean-field prediction.",
     "grad_depth_training": "Back-propagated error norm per layer early, mid-way and at the end of training, "
-                           "deepest MLP, baseline vs mitigations.",
-    "grad_ratio_curves": "First/last-layer weight-gradient ratio over training, deepest MLP.",
+                           "deepest MLP, baseline vs mitigations (geometric mean and 95% CI over seeds).",
+    "grad_ratio_curves": "First/last-layer weight-gradient ratio over training, deepest MLP (geometric mean and 95% CI over seeds).",
     "accuracy_vs_depth": "Test score vs depth: MLP mitigations and plain CNN vs ResNet (95% CI over seeds).",
     "mitigation_effects": "Effect of each mitigation vs its baseline (difference in score, 95% bootstrap CI); "
                           "filled markers: significant after Holm correction.",
-    "rnn_grad_time": "Gradient norm reaching each time step at initialisation, recurrent models, longest sequences.",
+    "rnn_grad_time": "Gradient norm reaching each time step at initialisation, recurrent models, longest sequences "
+                     "(geometric mean and 95% CI over seeds).",
     "length_vs_depth": "Error norm at initialisation per time step of a recurrent net and per layer of an MLP, "
                        "counted back from the output and relative to it (mean and 95% CI over seeds); dashed: "
                        "the mean-field prediction per layer.",

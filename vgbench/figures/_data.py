@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -58,8 +59,13 @@ def curves_of(frames, study: str, kind: str, run_ids=None) -> pd.DataFrame:
     return c.astype({"run_id": str, "variant": str, "name": str, "kind": str, "study": str})
 
 
-def positive(df: pd.DataFrame, col: str = "value") -> pd.DataFrame:
-    return df[np.isfinite(df[col]) & (df[col] > 0)]
+def log_rows(df: pd.DataFrame, by: list, x: str, col: str = "value") -> pd.DataFrame:
+    """The rows a line on a log axis draws: at each x of each group `by`, only where every run
+    recorded there has a positive finite value. A gradient that underflowed float32 is recorded
+    as 0; a mean over the runs left would be biased upward and jump. (Seaborn aggregates on a
+    log axis in log10 -- a geometric mean and its CI -- when the axis is log before it draws.)"""
+    ok = np.isfinite(df[col].astype(float)) & (df[col] > 0)
+    return df[df.assign(_ok=ok).groupby([*by, x], observed=True)["_ok"].transform("all")]
 
 
 def _ci95(values) -> tuple[float, float]:
@@ -74,13 +80,20 @@ def _ci95(values) -> tuple[float, float]:
 CI = {"errorbar": _ci95}
 
 
-def variant_lines(ax, data: pd.DataFrame, x: str, y: str, shown: list, legend: bool = True) -> None:
+def variant_lines(ax, data: pd.DataFrame, x: str, y: str, shown: list, legend: bool = True,
+                  log: bool = False) -> None:
     """One line per shown variant (in `shown` order, same colour and dash everywhere), mean
-    and 95 % CI over seeds; the legend, if any, outside on the right."""
+    and 95 % CI over seeds (log: of log_rows(data), on a log y axis set first, so that seaborn
+    takes both in log10 -- the geometric mean); the legend, if any, outside on the right."""
     import seaborn as sns
     order = [v for v in shown if v in set(data["variant"])]
-    sns.lineplot(data, x=x, y=y, hue="variant", hue_order=order, style="variant", style_order=order,
-                 ax=ax, legend=legend, linewidth=1, **CI)
+    if log:
+        data = log_rows(data, ["variant"], x, y)
+        ax.set_yscale("log")
+    with warnings.catch_warnings():   # every line flat on an empty log axis: matplotlib widens it itself
+        warnings.filterwarnings("ignore", "Attempting to set identical low and high ylims", UserWarning)
+        sns.lineplot(data, x=x, y=y, hue="variant", hue_order=order, style="variant", style_order=order,
+                     ax=ax, legend=legend, linewidth=1, **CI)
     if legend and ax.get_legend():
         sns.move_legend(ax, "center left", bbox_to_anchor=(1, 0.5))
 

@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import CI, curves_of, final_runs, init_study, positive
+from vgbench.figures._data import CI, curves_of, final_runs, init_study, log_rows
 
 
 def make(frames):
@@ -17,19 +17,19 @@ def make(frames):
         style.empty(axes[0, 0])
         return fig
     c = curves_of(frames, init_study(frames), "signal", init["run_id"])
-    c = positive(c[(c["step"] == 0) & (c["name"] != "logits")])
-    c = c.merge(init[["run_id", "activation", "init"]], on="run_id")
+    c = c[(c["step"] == 0) & (c["name"] != "logits")].merge(init[["run_id", "activation", "init"]], on="run_id")
+    c = log_rows(c, ["activation", "init"], "index")
     th = frames.get("theory")
     inits = sorted(init["init"].unique())
     colors = dict(zip(inits, sns.color_palette(style.PALETTE, len(inits))))
     for ax, act in zip(axes.flat, acts):
         d = c[c["activation"] == act]
+        ax.set_yscale("log")   # first: seaborn then averages log10 values (a geometric mean)
         sns.lineplot(d, x="index", y="value", hue="init", hue_order=inits, palette=colors, **CI,
                      ax=ax, legend=ax is axes.flat[0], linewidth=1)
         if th is not None and len(th):
             for ini, t in th[th["activation"] == act].groupby("init"):
                 ax.plot(t["layer"], t["predicted"], ls="--", lw=0.8, color=colors.get(ini, "k"))
-        ax.set_yscale("log")
         ax.set_title(act)
         ax.set_xlabel("layer l")
         ax.set_ylabel(r"$\|\partial L/\partial h_l\|$")

@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vgbench.figures import style
-from vgbench.figures._data import curves_of, deepest_of, positive, spec, variant_lines
+from vgbench.figures._data import curves_of, deepest_of, spec, variant_lines
 
 
 def make(frames):
@@ -14,13 +14,12 @@ def make(frames):
         for ax in axes:
             style.empty(ax)
         return fig
-    c = positive(curves_of(frames, sp["study"], "signal", sel["run_id"]))
+    c = curves_of(frames, sp["study"], "signal", sel["run_id"])
     c = c[c["name"] != "logits"]
     steps = np.array(sorted(c["step"].unique()))
     picks = [steps[min(1, len(steps) - 1)], steps[len(steps) // 2], steps[-1]] if len(steps) else []
     for ax, s in zip(axes, picks):
-        variant_lines(ax, c[c["step"] == s], "index", "value", sp["variants"], legend=ax is axes[-1])
-        ax.set_yscale("log")
+        variant_lines(ax, c[c["step"] == s], "index", "value", sp["variants"], legend=ax is axes[-1], log=True)
         ax.set_title(f"step {s} (depth {d})")
         ax.set_xlabel("layer l")
         ax.set_ylabel(r"$\|\partial L/\partial h_l\|$")

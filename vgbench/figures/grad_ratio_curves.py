@@ -16,11 +16,9 @@ def make(frames):
     first = w[w["index"] == 0].set_index(["run_id", "step"])["value"]
     last = w[w["index"] == w.groupby("run_id")["index"].transform("max")].set_index(["run_id", "step"])["value"]
     r = (first / last).rename("ratio").reset_index().merge(sel[["run_id", "variant"]], on="run_id")
-    r = r[(r["ratio"] > 0) & r["ratio"].notna()]
     r["step"] = r["step"].clip(lower=0.5)   # step 0 on a log axis
-    variant_lines(ax, r, "step", "ratio", sp["variants"])
+    variant_lines(ax, r, "step", "ratio", sp["variants"], log=True)
     ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.axhline(1, color="0.5", lw=0.6, ls=":")
     ax.set_xlabel("step (0 drawn at 0.5)")
     ax.set_ylabel(r"$\|\nabla W_1\| / \|\nabla W_L\|$")

@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import CI, curves_of, final_runs, matching, positive, spec
+from vgbench.figures._data import CI, curves_of, final_runs, log_rows, matching, spec
 
 SEQ = "task_args.seq_len"
 
@@ -22,18 +22,15 @@ SEQ = "task_args.seq_len"
 def _relative(frames, study: str, kind: str, run_ids) -> pd.DataFrame:
     """log10 of each run's norm at step 0 relative to its last index (the output end), by distance
     back from that end."""
-    c = positive(curves_of(frames, study, kind, run_ids))
+    c = curves_of(frames, study, kind, run_ids)
     c = c[(c["step"] == 0) & (c["name"] != "logits")]
     if c.empty:
         return c
-    top = c.groupby("run_id")["index"].transform("max")
-    c = c.assign(back=top - c["index"], lg=np.log10(c["value"].astype(float)))
+    c = c.assign(back=c.groupby("run_id")["index"].transform("max") - c["index"])
+    c = log_rows(c, [], "back")   # only as far back as every run's norm is still a positive float32
+    c = c.assign(lg=np.log10(c["value"].astype(float)))
     ref = c[c["back"] == 0].set_index("run_id")["lg"]
-    c = c.assign(rel=c["lg"] - c["run_id"].map(ref))
-    # only as far back as every run's norm is still a positive float32 (beyond it a mean over the
-    # few runs left would jump)
-    n = c.groupby("back")["run_id"].nunique()
-    return c[c["back"].isin(n.index[n == n.max()])]
+    return c.assign(rel=c["lg"] - c["run_id"].map(ref))
 
 
 def make(frames):

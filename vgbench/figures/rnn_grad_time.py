@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import CI, curves_of, final_runs, positive, spec
+from vgbench.figures._data import CI, curves_of, final_runs, log_rows, spec
 
 
 
@@ -20,12 +20,12 @@ def make(frames):
     T = s["task_args.seq_len"].max()
     for ax, task in zip(axes.flat, tasks):
         sel = s[(s["task"] == task) & (s["task_args.seq_len"] == T) & s["variant"].isin(models)]
-        c = positive(curves_of(frames, study, "hidden_t", sel["run_id"]))
-        c = c[c["step"] == 0]
+        c = curves_of(frames, study, "hidden_t", sel["run_id"])
+        c = log_rows(c[c["step"] == 0], ["variant"], "index")
         order = [m for m in models if m in set(c["variant"])]
+        ax.set_yscale("log")   # first: seaborn then averages log10 values (a geometric mean)
         sns.lineplot(c, x="index", y="value", hue="variant", hue_order=order, ax=ax, **CI,
                      legend=ax is axes.flat[-1], linewidth=1)
-        ax.set_yscale("log")
         ax.set_title(f"{task}, T = {T}, step 0")
         ax.set_xlabel("time step t")
         ax.set_ylabel(r"$\|\partial L/\partial h_t\|$")
