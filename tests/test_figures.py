@@ -218,9 +218,10 @@ def test_gradient_norms_on_a_log_axis_are_geometric_means_over_the_runs_that_did
     c.loc[seed1, "value"] = c.loc[seed1, "value"] / 1.1 * 100
     under = seed1 & c["run_id"].str.startswith('init_depth-base-{"activation": "sigmoid"') & (c["index"] == 1)
     c.loc[under, "value"] = 0.0
+    f["theory"] = pd.DataFrame()   # every line left is a measured one
     fig = importlib.import_module(f"vgbench.figures.{name}").make(f)
-    lines = [ln for ax in fig.axes for ln in ax.lines if len(ln.get_xdata()) > 1 and ln.get_linestyle() != "--"]
-    assert lines
+    lines = [ln for ax in fig.axes for ln in ax.lines if len(ln.get_xdata()) > 1]
+    assert len(lines) == {"grad_depth_init": 2, "grad_depth_training": 3 * 3, "rnn_grad_time": 2 * 2}[name]
     for ln in lines:
         x, y = np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float)
         assert np.allclose(y, 10 * base(x), rtol=1e-9), (ln.get_label(), x, y / base(x))
@@ -228,4 +229,25 @@ def test_gradient_norms_on_a_log_axis_are_geometric_means_over_the_runs_that_did
         xs = sorted(tuple(ln.get_xdata()) for ln in lines)
         assert xs == [(0, 1, 2, 3), (0, 2, 3)], xs
     import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["grad_depth_init", "grad_depth_training", "rnn_grad_time", "grad_ratio_curves",
+                                  "length_vs_depth"])
+def test_a_figure_whose_every_gradient_norm_underflowed_says_so(name):
+    """Every recorded norm 0 (float32 underflow everywhere): length_vs_depth once failed with a
+    TypeError; the others drew empty axes without a word."""
+    import importlib
+    import matplotlib.pyplot as plt
+    from vgbench.figures._data import UNDERFLOWED
+    f = synthetic_frames()
+    c = f["curves"]
+    c.loc[c["kind"].isin(["signal", "hidden_t", "weight_grad"]), "value"] = 0.0
+    f["theory"] = pd.DataFrame()
+    fig = importlib.import_module(f"vgbench.figures.{name}").make(f)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    # no measured line (grad_ratio_curves' reference line at 1 aside)
+    assert not [ln for ax in fig.axes for ln in ax.lines if len(set(ln.get_ydata())) > 1 or len(ln.get_xdata()) > 2]
+    if name != "length_vs_depth":   # (its one panel says "no data")
+        assert texts and set(texts) == {UNDERFLOWED}, texts
     plt.close(fig)

@@ -78,6 +78,7 @@ def _ci95(values) -> tuple[float, float]:
 
 
 CI = {"errorbar": _ci95}
+UNDERFLOWED = "no positive value: every norm\nunderflowed float32"
 
 
 def variant_lines(ax, data: pd.DataFrame, x: str, y: str, shown: list, legend: bool = True,
@@ -88,7 +89,12 @@ def variant_lines(ax, data: pd.DataFrame, x: str, y: str, shown: list, legend: b
     import seaborn as sns
     order = [v for v in shown if v in set(data["variant"])]
     if log:
-        data = log_rows(data, ["variant"], x, y)
+        drawn = log_rows(data, ["variant"], x, y)
+        if drawn.empty:
+            from vgbench.figures import style
+            style.empty(ax, *([UNDERFLOWED] if len(data) else []))
+            return
+        data = drawn
         ax.set_yscale("log")
     with warnings.catch_warnings():   # every line flat on an empty log axis: matplotlib widens it itself
         warnings.filterwarnings("ignore", "Attempting to set identical low and high ylims", UserWarning)

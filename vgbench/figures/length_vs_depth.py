@@ -28,6 +28,8 @@ def _relative(frames, study: str, kind: str, run_ids) -> pd.DataFrame:
         return c
     c = c.assign(back=c.groupby("run_id")["index"].transform("max") - c["index"])
     c = log_rows(c, [], "back")   # only as far back as every run's norm is still a positive float32
+    if c.empty:
+        return c
     c = c.assign(lg=np.log10(c["value"].astype(float)))
     ref = c[c["back"] == 0].set_index("run_id")["lg"]
     return c.assign(rel=c["lg"] - c["run_id"].map(ref))

@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import CI, curves_of, final_runs, log_rows, spec
+from vgbench.figures._data import CI, UNDERFLOWED, curves_of, final_runs, log_rows, spec
 
 
 
@@ -21,7 +21,11 @@ def make(frames):
     for ax, task in zip(axes.flat, tasks):
         sel = s[(s["task"] == task) & (s["task_args.seq_len"] == T) & s["variant"].isin(models)]
         c = curves_of(frames, study, "hidden_t", sel["run_id"])
-        c = log_rows(c[c["step"] == 0], ["variant"], "index")
+        drawn = log_rows(c[c["step"] == 0], ["variant"], "index")
+        if drawn.empty:
+            style.empty(ax, *([UNDERFLOWED] if len(c) else []))
+            continue
+        c = drawn
         order = [m for m in models if m in set(c["variant"])]
         ax.set_yscale("log")   # first: seaborn then averages log10 values (a geometric mean)
         sns.lineplot(c, x="index", y="value", hue="variant", hue_order=order, ax=ax, **CI,
