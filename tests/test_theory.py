@@ -160,3 +160,21 @@ def test_phase_boundary_agreement_by_hand():
     assert per.set_index("weight_var")["predicted_depth"][1.0] == pytest.approx(6 * 3.627, abs=0.01)
     assert s["cells"] == 12 and s["cell_agreement"] == pytest.approx(11 / 12)
     assert s["spearman_rho"] == pytest.approx(1.0)
+
+
+def test_measured_profile_is_the_mean_log10_over_runs_and_skips_layers_where_one_underflowed():
+    """The theory table's measured side, by hand: two runs of one condition, norms 10^-a and 10^-b
+    at each layer -> -(a+b)/2; at layer 0 one run's norm underflowed to 0, so that layer is NaN
+    (the mean of the other run alone was once taken: -3, biased up) and the slope comes from
+    layers 1..3 only."""
+    import pandas as pd
+    runs = pd.DataFrame({"run_id": ["r0", "r1"], "study": "s", "stage": "final", "activation": "sigmoid",
+                         "init": "default", "depth": 4, "width": 8, "sigmoid_grad_c": 0.0})
+    logs = {"r0": [-3.0, -2.0, -1.0, -0.5], "r1": [None, -3.0, -2.0, -0.5]}   # None: underflowed to 0
+    curves = pd.DataFrame([{"run_id": r, "study": "s", "kind": "signal", "step": 0, "index": l, "name": f"layer{l}",
+                            "value": 0.0 if v is None else 10.0 ** v} for r, vs in logs.items() for l, v in enumerate(vs)])
+    t = theory.table(runs, curves, "s").set_index("layer")
+    assert math.isnan(t.loc[0, "measured_log10"])
+    assert t.loc[[1, 2, 3], "measured_log10"].tolist() == pytest.approx([-2.5, -1.5, -0.5])
+    # least-squares slope through (1, -2.5), (2, -1.5), (3, -0.5): exactly 1 per layer
+    assert t["slope_measured"].iloc[0] == pytest.approx(1.0)

@@ -43,6 +43,16 @@ def censored(log10_ratios) -> int:
     return int((np.asarray(log10_ratios, float) <= np.log10(FLOAT32_TINY) + 1e-9).sum())
 
 
+def log_rows(df: pd.DataFrame, by: list, x: str, col: str = "value") -> pd.DataFrame:
+    """The rows a mean of log10 takes (a line on a log axis, the theory table's measured profile):
+    at each x of each group `by`, only where every run recorded there has a positive finite value.
+    A gradient that underflowed float32 is recorded as 0; a mean over the runs left would be biased
+    upward and jump. (Seaborn aggregates in log10 -- a geometric mean and its CI -- when the axis
+    is log before it draws.)"""
+    ok = np.isfinite(df[col].astype(float)) & (df[col] > 0)
+    return df[df.assign(_ok=ok).groupby([*by, x], observed=True)["_ok"].transform("all")]
+
+
 # --- primitives (tested against hand-computed fixtures and scipy) ------------------------
 
 def bootstrap_ci(x, stat=np.mean, level: float = 0.95) -> tuple[float, float]:

@@ -269,7 +269,8 @@ def phase_boundary(o, study: str, threshold: float = 0.05, factor: float = 6.0):
 def table(runs, curves, study: str | None, input_qs=None):
     """Predicted vs measured per-layer signal for every activation x init of `study`.
 
-    Measured: mean over seeds of log10 ||dL/dh_l|| at step 0. Predicted: the mean-field
+    Measured: mean over seeds of log10 ||dL/dh_l|| at step 0 (NaN at a layer where a run's norm
+    underflowed float32: stats.log_rows). Predicted: the mean-field
     profile anchored at the measured top hidden layer, for one input norm (mean squared input
     feature 1) and, with input_qs (each example's mean squared input feature), averaged over the
     examples (predict_examples). Also the per-layer decay (slope of log10 signal per layer, least
@@ -287,7 +288,8 @@ def table(runs, curves, study: str | None, input_qs=None):
                & (curves["name"] != "logits")]
     c = c.astype({"run_id": str}).merge(fin[["run_id", "activation", "init", "depth", "width", "sigmoid_grad_c"]],
                                         on="run_id")
-    c = c[c["value"] > 0]
+    from vgbench.stats import log_rows
+    c = log_rows(c, ["activation", "init"], "index")   # the layers where no run underflowed, as the figure
     in_dim = 40  # mnist1d, the task of the init study
     for (act, init), g in c.groupby(["activation", "init"]):
         depth, width = int(g["depth"].iloc[0]), int(g["width"].iloc[0])

@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from vgbench.stats import log_rows  # noqa: F401 - the figures' rule for lines on a log axis
+
 
 
 def spec(frames, name: str) -> dict:
@@ -57,15 +59,6 @@ def curves_of(frames, study: str, kind: str, run_ids=None) -> pd.DataFrame:
     if run_ids is not None:
         c = c[c["run_id"].isin(list(run_ids))]
     return c.astype({"run_id": str, "variant": str, "name": str, "kind": str, "study": str})
-
-
-def log_rows(df: pd.DataFrame, by: list, x: str, col: str = "value") -> pd.DataFrame:
-    """The rows a line on a log axis draws: at each x of each group `by`, only where every run
-    recorded there has a positive finite value. A gradient that underflowed float32 is recorded
-    as 0; a mean over the runs left would be biased upward and jump. (Seaborn aggregates on a
-    log axis in log10 -- a geometric mean and its CI -- when the axis is log before it draws.)"""
-    ok = np.isfinite(df[col].astype(float)) & (df[col] > 0)
-    return df[df.assign(_ok=ok).groupby([*by, x], observed=True)["_ok"].transform("all")]
 
 
 def _ci95(values) -> tuple[float, float]:
