@@ -57,6 +57,50 @@ def test_recorded_hidden_t_norms_equal_the_models_gradients():
     assert ht["value"].tolist() == pytest.approx(ref, rel=1e-5)
 
 
+def test_tiny_norms_are_not_read_as_zero():
+    """torch's float32 norm sums float32 squares: a gradient whose elements are below ~3e-23 read 0
+    (a 40-layer sigmoid net's early layers: elements ~1e-30, far above float32's smallest value
+    1.4e-45), and vgbench counted such runs as 'underflowed float32'. Reference: the float64 norm
+    of the same float32 gradients."""
+    from vgbench.instruments import norm, norms
+    v = torch.full((32, 32), 1e-30)
+    assert float(torch.linalg.vector_norm(v)) == 0.0                       # the trap
+    assert norm(v) == pytest.approx(32e-30, rel=1e-6, abs=0) and float(norms([v])[0]) == pytest.approx(32e-30, rel=1e-6, abs=0)
+    big = torch.randn(64, 64)
+    assert norms([big])[0].item() == torch._foreach_norm([big])[0].item()  # float32's own, bit for bit
+
+    cfg, net = _backward({"depth": 40, "width": 8, "activation": "sigmoid"})
+    w_ref = [net.ops[l].weight.grad.double().norm().item() for l in range(40)] + [net.head.weight.grad.double().norm().item()]
+    h_ref = [h.grad.double().norm().item() for h in net.captured["h"]]
+    assert min(w_ref) < 1e-25 and min(w_ref) > 1e-40   # the range the float32 norm reads as 0
+    rec = Recorder(net, [0], cfg.activation, cfg.recurrent)
+    rec.record(0, net)
+    f = rec.frame()
+    assert f[f.kind == "weight_grad"].sort_values("index")["value"].tolist() == pytest.approx(w_ref, rel=1e-5, abs=0)
+    assert f[f.kind == "signal"].sort_values("index")["value"].tolist() == pytest.approx(h_ref, rel=1e-5, abs=0)
+    assert rec.ratio(0) == pytest.approx(w_ref[0] / w_ref[-1], rel=1e-5, abs=0)
+
+
+def test_tiny_recurrent_norms_are_not_read_as_zero():
+    """The same for ||dL/dh_t|| of a vanilla RNN whose recurrent weights are
+    scaled down until the gradient reaching the first steps is ~1e-30."""
+    cfg = load({"task": "adding", "model": "rnn", "depth": 1, "width": 6, "batch_size": 20,
+                "task_args": {"seq_len": 30, "n_train": 40, "n_val": 10, "n_test": 10}})
+    torch.manual_seed(0)
+    task = load_task(cfg)
+    net = build_model(cfg, task)
+    with torch.no_grad():
+        net.w_hh[0].weight.mul_(0.1)
+    task_loss(net(task.x["train"][:20], capture=True), task.y["train"][:20], task.loss).backward()
+    ref = [h.grad.double().norm().item() for h in net.captured["h_t"][0]]
+    assert min(ref) < 1e-25
+    rec = Recorder(net, [0], cfg.activation, cfg.recurrent)
+    rec.record(0, net)
+    f = rec.frame()
+    ht = f[f.kind == "hidden_t"].sort_values("index")
+    assert [v for v, r in zip(ht["value"], ref) if r > 1e-38] == pytest.approx([r for r in ref if r > 1e-38], rel=1e-4, abs=0)
+
+
 def test_dead_fraction_by_hand():
     """Layer 0's weights and biases set so that exactly 3 of 8 ReLU units are <= 0 for every input."""
     cfg = load({"depth": 2, "width": 8, "activation": "relu", "init": "he"})

@@ -35,6 +35,7 @@ from torch import nn
 
 from vgbench import paths
 from vgbench.config import ConfigError
+from vgbench.instruments import norm
 
 THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5, "local_high": 2.0,
               "local_min_layers": 3, "saturated_derivative": 0.05}
@@ -235,7 +236,7 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
             layers.append(mod)
         t = _first_tensor(out)
         if t is not None and t.requires_grad:
-            t.register_hook(lambda g, mod=mod: out_norms.__setitem__(mod, float(g.norm())))
+            t.register_hook(lambda g, mod=mod: out_norms.__setitem__(mod, norm(g)))
 
     embedded = []   # integer (token) inputs: the first embedding's output, whose gradient is kept
 
@@ -286,7 +287,7 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
     for i, m in enumerate(layers):
         # weight, weight_ih_l0, ...; attention: in_proj_weight (or q/k/v_proj_weight) and out_proj.weight
         ws = [p for n, p in m.named_parameters() if "weight" in n.rsplit(".", 1)[-1]]
-        wg = math.sqrt(sum(float(p.grad.norm()) ** 2 for p in ws if p.grad is not None)) if ws else None
+        wg = math.sqrt(sum(norm(p.grad) ** 2 for p in ws if p.grad is not None)) if ws else None
         name = next((n for n, mm in model.named_modules() if mm is m), type(m).__name__)
         rows.append({"index": i, "name": name or type(m).__name__, "type": type(m).__name__,
                      "weight_grad": wg, "out_grad": out_norms.get(m)})
@@ -306,7 +307,7 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
     if rec_mods and g is not None and g.dim() == 3:
         tdim = 1 if getattr(rec_mods[0], "batch_first", False) else 0
         g = g.transpose(0, tdim) if tdim else g
-        time = [float(v) for v in g.reshape(g.shape[0], -1).norm(dim=1)]
+        time = [norm(v) for v in g.reshape(g.shape[0], -1)]
         tverdict = _verdict(time[0] / time[-1] if time[-1] > 0 else None)
     model.zero_grad(set_to_none=True)
     model.train(was_training)

@@ -9,7 +9,7 @@ capture=True and, after backward, calls `Recorder.record(step, model)`, which re
   dead         fraction of units whose activation is <= 0 on the whole batch (ReLU family)
   jacobian_sv  singular values of d h_L / d x (last hidden layer w.r.t. the input), per input
                example (name) and rank (index), at step 0, when the config asks (jacobian_inputs)
-with one `torch._foreach_norm` per kind. `frame()` turns the buffers into the long table
+with one `torch._foreach_norm` per kind (`norms`). `frame()` turns the buffers into the long table
 of the run-directory contract: step, kind, index, name, value.
 """
 from __future__ import annotations
@@ -28,6 +28,35 @@ def schedule(steps: int, points: int) -> list[int]:
         return [0]
     log = np.unique(np.round(np.logspace(0, np.log10(steps), points)).astype(int))
     return sorted({0, *log.tolist(), steps})
+
+
+# below this a float32 norm is computed again in float64 (see norms)
+SMALL_NORM = 1e-10
+
+
+def norms(ts: list[torch.Tensor]) -> torch.Tensor:
+    """||t|| of each tensor, as float32. torch's float32 norm sums float32 squares, so where the
+    elements are below ~3e-23 (squares below float32's smallest value) the norm reads 0 -- or,
+    a little above, loses digits -- although the tensor is far from underflowing itself (a
+    50-layer sigmoid net's first-layer gradient, ~1e-30, read 0). Norms below SMALL_NORM are
+    therefore computed again in float64; the rest are float32's own, bit for bit."""
+    n = torch.stack(torch._foreach_norm(ts)) if ts else torch.zeros(0)
+    for k in (n < SMALL_NORM).nonzero().flatten().tolist():
+        n[k] = ts[k].detach().double().norm().to(n.dtype)
+    return n
+
+
+def norm(t: torch.Tensor) -> float:
+    """One tensor's norm, the small ones in float64 as in `norms` (and kept in float64)."""
+    n = float(t.norm())
+    return n if n >= SMALL_NORM else float(t.detach().double().norm())
+
+
+def _small_again(v: torch.Tensor, again) -> torch.Tensor:
+    """v (float32 norms) with its entries below SMALL_NORM taken from again(), the same
+    computation in float64."""
+    small = v < SMALL_NORM
+    return torch.where(small, again().to(v.dtype), v) if bool(small.any()) else v
 
 
 class Recorder:
@@ -52,20 +81,23 @@ class Recorder:
     def record(self, step: int, model) -> None:
         i = self.row[step]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        self.buf["weight_grad"][i] = torch.stack(torch._foreach_norm(grads)).cpu()
+        self.buf["weight_grad"][i] = norms(grads).cpu()
         cap = model.captured
         if self.recurrent:
             h_t = cap["h_t"]  # list over layers of lists over time
             flat = [h.grad if h.grad is not None else torch.zeros_like(h) for layer in h_t for h in layer]
-            norms = torch.stack(torch._foreach_norm(flat)).view(len(h_t), -1).cpu()
-            self._buf("hidden_t", norms.shape)[i] = norms
-            sig = torch.cat([norms.pow(2).sum(1).sqrt(), cap["out"].grad.norm().view(1).cpu()])
+            per_t = norms(flat).view(len(h_t), -1).cpu()
+            self._buf("hidden_t", per_t.shape)[i] = per_t
+            out = cap["out"].grad
+            sig = torch.cat([_small_again(per_t.pow(2).sum(1).sqrt(), lambda: per_t.double().pow(2).sum(1).sqrt()),
+                             _small_again(out.norm().view(1), lambda: out.double().norm().view(1)).cpu()])
         else:
             hs = [h.grad if h.grad is not None else torch.zeros_like(h) for h in cap["h"]]
-            sig = torch.stack(torch._foreach_norm(hs)).cpu()
+            sig = norms(hs).cpu()
             if "h_seq" in cap:   # a transformer: ||dL/dh_{l,t}|| per block (name) and position (index)
                 g = torch.stack([h.grad if h.grad is not None else torch.zeros_like(h) for h in cap["h_seq"]])
-                self._buf("hidden_t", g.shape[::2])[i] = g.pow(2).sum((1, 3)).sqrt().cpu()
+                self._buf("hidden_t", g.shape[::2])[i] = _small_again(
+                    g.pow(2).sum((1, 3)).sqrt(), lambda: g.double().pow(2).sum((1, 3)).sqrt()).cpu()
         self._buf("signal", sig.shape)[i] = sig
         acts = cap["act"]
         if self.activation in SATURATING:
