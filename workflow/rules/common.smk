@@ -100,9 +100,11 @@ if workflow.is_main_process:
 CODE_STAMP = str(paths.code_stamp(R))
 
 
-sweep("tune", TUNE_JOBS, [SELECTED, *AGGREGATES])
+# final first: a stale tune job removes the selection the final jobs are read from, and final runs
+# missing beside it were then left to a second invocation (aggregate stopped at them in between)
 if not TUNED or Path(SELECTED).exists():
     sweep("final", grid.jobs(grid.final_specs(PROF, read_selected(SELECTED) if TUNED else {})), AGGREGATES)
+sweep("tune", TUNE_JOBS, [SELECTED, *AGGREGATES])
 
 
 def final_jobs():
