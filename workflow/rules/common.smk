@@ -123,5 +123,10 @@ def job_costs(stage):
 def job_priority(stage, job):
     """Longest jobs first: Snakemake starts the job with the highest priority among the ready
     ones, and a long job started last leaves the other cores idle at the end (the default
-    profile's GRU job ran alone for its last 7 minutes)."""
-    return job_costs(stage)[job]
+    profile's GRU job ran alone for its last 7 minutes). 0 where the costs are not known yet: a
+    final job asked for by its marker before the LR selection exists (Snakemake refused a None)."""
+    from snakemake.exceptions import IncompleteCheckpointException
+    try:
+        return job_costs(stage).get(job, 0)
+    except IncompleteCheckpointException:
+        return 0
