@@ -43,12 +43,14 @@ EVIDENCE = Path(__file__).resolve().parent / "evidence"
 # the claims shipped with vgbench and the runs (and commits) they come from
 SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 2026-11-28, commit 477cbf0 "
                                             "(identical in fresh clones of ac49934 and 6d35451; "
-                                            "re-evaluated by the evaluator of cc14538)",
+                                            "re-evaluated by the evaluator of cc14538; the 192 runs with a gradient "
+                                            "norm below 1e-10 re-measured at 1519ffe, claims unchanged)",
            EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29: 210 runs at commit b21d018, "
                                              "the 172 of lsuv_tuned and conv_no_norm at 349115c",
            EVIDENCE / "followup_claims.csv": ("followup profile, run 2026-11-29: 264 runs at commit f04823c, "
                                              "the 192 of sigmoid_c_depth at 79d65a2, the 96 of irnn_clip at f739d93, "
-                                             "the 8 of sigmoid_init at dc446a8")}
+                                             "the 8 of sigmoid_init at dc446a8; the 43 with a gradient norm below "
+                                             "1e-10 re-measured at 1519ffe, claims unchanged")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
