@@ -10,7 +10,6 @@ import pandas as pd
 from vgbench.stats import log_rows  # noqa: F401 - the figures' rule for lines on a log axis
 
 
-
 def spec(frames, name: str) -> dict:
     """The profile's `report.figures.<name>` entry: which study and variants a figure shows
     ({} when the profile names none; the figure then says so)."""
@@ -74,25 +73,36 @@ CI = {"errorbar": _ci95}
 UNDERFLOWED = "no positive value: every norm\nunderflowed float32"
 
 
+def log_lines(ax, data: pd.DataFrame, x: str, y: str, hue: str, **kw) -> bool:
+    """Lines of `y` on a log axis, one per `hue`: the mean and 95 % CI of log10 (a geometric mean:
+    the axis is made log before seaborn draws, so it averages log10 values) over the rows
+    log_rows keeps. A panel left with nothing says why; False when nothing was drawn."""
+    import seaborn as sns
+    drawn = log_rows(data, [hue], x, y)
+    if drawn.empty:
+        from vgbench.figures import style
+        style.empty(ax, *([UNDERFLOWED] if len(data) else []))
+        return False
+    ax.set_yscale("log")
+    with warnings.catch_warnings():   # every line flat on an empty log axis: matplotlib widens it itself
+        warnings.filterwarnings("ignore", "Attempting to set identical low and high ylims", UserWarning)
+        sns.lineplot(drawn, x=x, y=y, hue=hue, ax=ax, linewidth=1, **CI, **kw)
+    return True
+
+
 def variant_lines(ax, data: pd.DataFrame, x: str, y: str, shown: list, legend: bool = True,
                   log: bool = False) -> None:
     """One line per shown variant (in `shown` order, same colour and dash everywhere), mean
-    and 95 % CI over seeds (log: of log_rows(data), on a log y axis set first, so that seaborn
-    takes both in log10 -- the geometric mean); the legend, if any, outside on the right."""
+    and 95 % CI over seeds (log: geometric, on a log axis, see log_lines); the legend, if any,
+    outside on the right."""
     import seaborn as sns
     order = [v for v in shown if v in set(data["variant"])]
+    kw = dict(hue_order=order, style="variant", style_order=order, legend=legend)
     if log:
-        drawn = log_rows(data, ["variant"], x, y)
-        if drawn.empty:
-            from vgbench.figures import style
-            style.empty(ax, *([UNDERFLOWED] if len(data) else []))
+        if not log_lines(ax, data, x, y, "variant", **kw):
             return
-        data = drawn
-        ax.set_yscale("log")
-    with warnings.catch_warnings():   # every line flat on an empty log axis: matplotlib widens it itself
-        warnings.filterwarnings("ignore", "Attempting to set identical low and high ylims", UserWarning)
-        sns.lineplot(data, x=x, y=y, hue="variant", hue_order=order, style="variant", style_order=order,
-                     ax=ax, legend=legend, linewidth=1, **CI)
+    else:
+        sns.lineplot(data, x=x, y=y, hue="variant", ax=ax, linewidth=1, **CI, **kw)
     if legend and ax.get_legend():
         sns.move_legend(ax, "center left", bbox_to_anchor=(1, 0.5))
 

@@ -3,7 +3,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import CI, UNDERFLOWED, curves_of, final_runs, init_study, log_rows
+from vgbench.figures._data import curves_of, final_runs, init_study, log_lines
 
 
 def make(frames):
@@ -18,20 +18,14 @@ def make(frames):
         return fig
     c = curves_of(frames, init_study(frames), "signal", init["run_id"])
     c = c[(c["step"] == 0) & (c["name"] != "logits")].merge(init[["run_id", "activation", "init"]], on="run_id")
-    recorded = set(c["activation"])
-    c = log_rows(c, ["activation", "init"], "index")
     th = frames.get("theory")
     inits = sorted(init["init"].unique())
     colors = dict(zip(inits, sns.color_palette(style.PALETTE, len(inits))))
     for ax, act in zip(axes.flat, acts):
-        d = c[c["activation"] == act]
         ax.set_title(act)
-        if d.empty:
-            style.empty(ax, *([UNDERFLOWED] if act in recorded else []))
+        if not log_lines(ax, c[c["activation"] == act], "index", "value", "init", hue_order=inits, palette=colors,
+                         legend=ax is axes.flat[0]):
             continue
-        ax.set_yscale("log")   # first: seaborn then averages log10 values (a geometric mean)
-        sns.lineplot(d, x="index", y="value", hue="init", hue_order=inits, palette=colors, **CI,
-                     ax=ax, legend=ax is axes.flat[0], linewidth=1)
         if th is not None and len(th):
             for ini, t in th[th["activation"] == act].groupby("init"):
                 ax.plot(t["layer"], t["predicted"], ls="--", lw=0.8, color=colors.get(ini, "k"))

@@ -1,10 +1,8 @@
 """Figure 6: ||dL/dh_t|| vs t at initialisation for rnn / IRNN / LSTM / GRU (longest T)."""
 import matplotlib.pyplot as plt
-import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import CI, UNDERFLOWED, curves_of, final_runs, log_rows, spec
-
+from vgbench.figures._data import curves_of, final_runs, log_lines, spec
 
 
 def make(frames):
@@ -21,15 +19,10 @@ def make(frames):
     for ax, task in zip(axes.flat, tasks):
         sel = s[(s["task"] == task) & (s["task_args.seq_len"] == T) & s["variant"].isin(models)]
         c = curves_of(frames, study, "hidden_t", sel["run_id"])
-        drawn = log_rows(c[c["step"] == 0], ["variant"], "index")
-        if drawn.empty:
-            style.empty(ax, *([UNDERFLOWED] if len(c) else []))
-            continue
-        c = drawn
+        c = c[c["step"] == 0]
         order = [m for m in models if m in set(c["variant"])]
-        ax.set_yscale("log")   # first: seaborn then averages log10 values (a geometric mean)
-        sns.lineplot(c, x="index", y="value", hue="variant", hue_order=order, ax=ax, **CI,
-                     legend=ax is axes.flat[-1], linewidth=1)
+        if not log_lines(ax, c, "index", "value", "variant", hue_order=order, legend=ax is axes.flat[-1]):
+            continue
         ax.set_title(f"{task}, T = {T}, step 0")
         ax.set_xlabel("time step t")
         ax.set_ylabel(r"$\|\partial L/\partial h_t\|$")
