@@ -232,6 +232,23 @@ def test_gradient_norms_on_a_log_axis_are_geometric_means_over_the_runs_that_did
     plt.close(fig)
 
 
+def test_exploding_weight_norm_lines_are_geometric_means():
+    """The synthetic weight norm is 5 (1+step)^(1+seed): over seeds 0 and 1 every line must sit at
+    the geometric mean 5 (1+step)^1.5, not the arithmetic 2.5 ((1+step) + (1+step)^2), which the
+    panel drew while the rest of the paper's log axes were geometric."""
+    import matplotlib.pyplot as plt
+    from vgbench.figures import exploding
+    style.apply()
+    fig = exploding.make(synthetic_frames())
+    panels = [row[2] for row in np.asarray(fig.axes[:len(fig.axes)]).reshape(-1, 3)]
+    lines = [ln for ax in panels for ln in ax.lines if len(ln.get_xdata()) > 1]
+    assert len(lines) == 4      # 2 studies x 2 variants
+    for ln in lines:
+        x, y = np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float)
+        assert np.allclose(y, 5 * (1 + x) ** 1.5, rtol=1e-9), (ln.get_label(), x, y)
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("name", ["grad_depth_init", "grad_depth_training", "rnn_grad_time", "grad_ratio_curves",
                                   "length_vs_depth"])
 def test_a_figure_whose_every_gradient_norm_underflowed_says_so(name):

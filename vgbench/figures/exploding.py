@@ -1,12 +1,13 @@
 """Figure 12: divergence rate, largest gradient norm and the weights' growth over training (L2 norm
-of all parameters, mean over seeds; a diverged run's line ends where it diverged), +- clipping and
+of all parameters, geometric mean over seeds, as every line on a log axis; a diverged run's line
+ends where it diverged), +- clipping and
 weight decay; one row per study the profile names (report.figures.exploding: {study: ...} or
 {studies: [...]})."""
 import matplotlib.pyplot as plt
 import seaborn as sns
 
 from vgbench.figures import style
-from vgbench.figures._data import CI, curves_of, spec
+from vgbench.figures._data import curves_of, log_lines, spec
 
 
 def make(frames):
@@ -42,13 +43,13 @@ def make(frames):
             plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
             ax.set_xlabel("")
         w = curves_of(frames, study, "metric")
-        w = w[(w["name"] == "train/weight_norm") & (w["value"] > 0)] if len(w) else w
+        w = w[w["name"] == "train/weight_norm"] if len(w) else w
         if w.empty:   # runs recorded before the weight norm was
             style.empty(axes[2])
             continue
-        sns.lineplot(w, x="step", y="value", hue="variant", hue_order=order, style="variant", style_order=order,
-                     palette="tab10", ax=axes[2], linewidth=1, **CI)
-        axes[2].set_yscale("log")
+        if not log_lines(axes[2], w, "step", "value", "variant", hue_order=order, style="variant",
+                         style_order=order, palette="tab10"):
+            continue
         axes[2].set_xscale("symlog", linthresh=10)   # divergence comes within a few steps
         axes[2].set_xlim(left=0)
         axes[2].set_ylabel("weight norm $\\|\\theta\\|_2$")
