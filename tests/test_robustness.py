@@ -368,6 +368,17 @@ def test_bad_command_line_numbers_exit_2(capsys, argv, words):
     assert e.value.code == 2 and words in _err(capsys)
 
 
+@pytest.mark.parametrize("argv", [["status"], ["stats"], ["figure", "exploding"], ["grid"], ["power"]])
+def test_a_results_folder_given_as_the_profile_says_where_it_goes(tmp_path, capsys, argv):
+    """`vgbench status results` (the issue's own spelling) said only 'is a directory; expected a
+    YAML config file'."""
+    (tmp_path / "runs").mkdir()
+    assert cli.main([*argv, str(tmp_path)]) == 2
+    err = _err(capsys)
+    assert f"{tmp_path} is a folder, not a profile" in err and f"--results {tmp_path}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
 @pytest.mark.parametrize("stage", [["stats"], ["theory"], ["figure", "accuracy_vs_depth"], ["table", "claims"],
                                    ["wandb-summary"]])
 def test_a_stage_given_a_missing_results_folder_exits_2_and_writes_nothing(tmp_path, capsys, stage):

@@ -120,6 +120,9 @@ def _dotted(m: dict, prefix: str = "") -> list:
 def load_profile(path: str | Path) -> Profile:
     """Read and validate a profile; every run it implies is validated too (ConfigError
     naming the study and the run otherwise)."""
+    if Path(path).is_dir():   # `vgbench status results`: every stage takes the results folder as --results
+        raise ConfigError(f"{path} is a folder, not a profile (configs/<name>.yaml); "
+                          f"the commands that read a results folder take it as --results {path}")
     raw = read_yaml(path)
     for k in raw:
         if k not in PROFILE_KEYS:
