@@ -404,3 +404,20 @@ def test_every_advised_claim_is_in_the_shipped_evidence_with_its_numbers():
     assert len(lsuv) == 1
     assert [e["effect"] for e in lsuv[0]["evidence"]] == [shipped.loc["lsuv_tuned_beats_xavier", "effect"],
                                                          shipped.loc["lsuv_tuned_beats_he", "effect"]]
+
+
+def test_a_model_with_one_measured_layer_says_why_there_is_no_ratio():
+    """A single Linear layer, or a stack whose other layers are frozen, has no first/last ratio; the
+    report said 'healthy (first/last = --)' without a word on why."""
+    torch.manual_seed(0)
+    rep = diagnose(nn.Linear(40, 3), X)
+    assert rep.ratio is None and rep.note.startswith("1 layer(s) with trainable weights measured:")
+    net = mlp(2, nn.Tanh)
+    for p in net[0].parameters():
+        p.requires_grad_(False)
+    rep = diagnose(net, X)
+    assert [r["name"] for r in rep.layers] == ["2", "4"] and rep.ratio is not None and rep.note is None
+    for p in net[2].parameters():
+        p.requires_grad_(False)
+    rep = diagnose(net, X)
+    assert rep.ratio is None and "(2 with frozen weights are not)" in rep.note

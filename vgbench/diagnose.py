@@ -303,6 +303,13 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
     elif len(sig) >= 2 and not any(sig):
         verdict = "vanishing"
         note = "no gradient reaches any layer (every norm is 0: dead or saturated units everywhere)"
+    elif ratio is None:
+        frozen = sum(1 for m in model.modules() if not list(m.children())
+                     and isinstance(getattr(m, "weight", None), torch.Tensor) and not m.weight.requires_grad)
+        note = (f"{len(sig)} layer(s) with trainable weights measured"
+                + (f" ({frozen} with frozen weights are not)" if frozen else "")
+                + (", the first or last without a gradient" if len(sig) >= 2 else "")
+                + ": no first/last ratio, so nothing to call vanishing or exploding across depth")
     time, tverdict = [], None
     # per time step: dL/dx_t, or for token inputs dL/de_t at the embedding's output
     g = x.grad if x.grad is not None else (embedded[0].grad if embedded else None)
