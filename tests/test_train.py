@@ -107,6 +107,26 @@ def test_bench_prints_ratio_last(capsys):
     assert float(last.rsplit(" ", 1)[1]) > 0
 
 
+def test_progress_rate_and_eta_count_the_recent_steps_not_the_setup():
+    """Setup took 10 s before step 1, then 100 steps/s: the line must say 100 steps/s and the
+    steps left / 100 as ETA. A rate since the start said 1 steps/s, ETA 413 s for a 3 s run."""
+    import io
+    from vgbench.train import Progress
+    import torch
+    t = iter([10.0, 11.0, 11.1, 12.0, 13.0])
+    buf = io.StringIO()
+    p = Progress(buf, clock=lambda: next(t))
+    losses = torch.full((1000,), 2.0)
+    p.update(1, losses, 1000)      # t = 10: no rate yet
+    p.update(101, losses, 1000)    # t = 11: 100 steps in 1 s
+    p.update(105, losses, 1000)    # t = 11.1: within 0.25 s of the last update, not shown
+    p.update(201, losses, 1000)    # t = 12: 100 more in 1 s
+    p.update(1000, losses, 1000)   # t = 13: 799 in 1 s, smoothed: (100 + 799) / 2
+    shown = [x.strip() for x in buf.getvalue().split("\r") if x]
+    assert shown == ["step 1/1000  loss 2  -- steps/s  ETA -- s", "step 101/1000  loss 2  100 steps/s  ETA 9 s",
+                     "step 201/1000  loss 2  100 steps/s  ETA 8 s", "step 1000/1000  loss 2  450 steps/s  ETA 0 s"]
+
+
 def test_progress_line_on_a_terminal_only(tmp_path, tiny):
     import io
     buf = io.StringIO()
