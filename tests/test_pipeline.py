@@ -67,6 +67,11 @@ def test_smoke_pipeline_end_to_end(smoke):
     nums = (res / "tables/numbers.tex").read_text()
     assert f"\\providecommand{{\\vgJobCoreHours}}{{{cpu / 3600:.2f}}}" in nums
     assert f"\\providecommand{{\\vgTrainingShare}}{{{100 * trained / cpu:.0f}}}" in nums
+    # every run says which CPU kernels rounded its numbers, and the paper counts them
+    import torch
+    cap = torch.backends.cpu.get_cpu_capability()
+    assert (runs.cpu_capability == cap).all()
+    assert f"\\providecommand{{\\vgKernels}}{{{cap} ({len(runs)})}}" in nums
     assert "final runs" in (res / "logs/aggregate.log").read_text() or "runs found" in (res / "logs/aggregate.log").read_text()
 
 

@@ -409,6 +409,10 @@ def test_config_json_records_torch_threads(tmp_path, tiny):
     run(load(tiny), tmp_path / "r", threads=1)
     meta = json.loads((tmp_path / "r" / paths.CONFIG).read_text())
     assert meta["torch_threads"] == 1 == torch.get_num_threads()
+    # the kernels that rounded the numbers: another CPU's (AVX2 vs AVX512) give other numbers
+    cap = torch.backends.cpu.get_cpu_capability()
+    assert meta["platform"]["cpu_capability"] == cap and meta["platform"]["machine"]
+    assert json.loads((tmp_path / "r" / paths.SUMMARY).read_text())["cpu_capability"] == cap
 
 
 def test_write_json_atomic_fsyncs_before_rename(tmp_path, monkeypatch):

@@ -183,13 +183,17 @@ def test_status_names_the_commits_when_runs_were_trained_by_different_code(tmp_p
     from vgbench import grid
     prof = grid.load_profile(REPO / "configs/smoke.yaml")
     specs = [s for s in grid.final_specs(prof, {}) if s.study == "explosion"][:3]
-    for spec, commit in zip(specs, ["a" * 40, "a" * 40, "a" * 40 + "-dirty"]):
+    for spec, commit, cap in zip(specs, ["a" * 40, "a" * 40, "a" * 40 + "-dirty"], ["AVX2", "AVX512", "AVX2"]):
         d = paths.run_dir(spec.run_id, tmp_path)
         d.mkdir(parents=True)
         (d / paths.SUMMARY).write_text(json.dumps({"status": "ok", "wall_s": 1.0}))
-        (d / "config.json").write_text(json.dumps({"commit": commit, "config": {}, "run_id": spec.run_id}))
+        (d / "config.json").write_text(json.dumps({"commit": commit, "config": {}, "run_id": spec.run_id,
+                                                   "platform": {"cpu_capability": cap}}))
     assert cli.main(["status", str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path)]) == 0
-    assert "aaaaaaaaaa (2), aaaaaaaaaa-dirty (1)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "aaaaaaaaaa (2), aaaaaaaaaa-dirty (1)" in out
+    # runs from CPUs whose kernels round differently (a cluster's mixed nodes) are not bit-comparable
+    assert "trained with torch's AVX2 (2), AVX512 (1) CPU kernels" in out
 
 
 def test_train_reruns_a_run_directory_from_its_recorded_config(tmp_path):

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from vgbench.provenance import git_commit, is_temp, run_commits, sha256, write_json_atomic
+from vgbench.provenance import git_commit, is_temp, run_commits, run_kernels, sha256, write_json_atomic
 from vgbench import paths
 
 
@@ -81,6 +81,7 @@ def build(profile, results: str | Path, paper: str | Path | None) -> dict:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "n_files": len(entries),
             "n_runs": len(run_ids), "other_run_dirs_not_listed": others,
             "run_commits": run_commits(paths.run_dir(r, results) for r in sorted(run_ids)),
+            "run_kernels": run_kernels(paths.run_dir(r, results) for r in sorted(run_ids)),
             "files": entries}
 
 

@@ -105,19 +105,50 @@ def versions() -> dict:
     return out
 
 
-def run_commits(run_dirs) -> dict[str, int]:
-    """How many of these run directories were trained at each git commit (read from each run's
-    config.json; 'unknown' where it records none). Results resumed across code versions show
-    more than one commit: a run id hashes the config, not the code that trained it."""
+# environment variables that choose the floating-point kernels (torch's ATen, MKL, oneDNN)
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
+
+
+def platform_info() -> dict:
+    """The machine as the numbers see it: torch's CPU kernels (AVX512, AVX2, ...: another set of
+    kernels rounds differently, and a chaotic run then ends elsewhere), the CPU, and the
+    variables that pin the kernels where set."""
+    import platform
+    import torch
+    cpu = platform.processor()
+    try:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"machine": platform.machine(), "cpu": cpu or "unknown",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}}
+
+
+def _run_counts(run_dirs, get) -> dict[str, int]:
     counts: dict[str, int] = {}
     for d in run_dirs:
         f = Path(d) / "config.json"
         if not f.is_file():
             continue
         try:
-            c = json.loads(f.read_text()).get("commit") or "unknown"
+            c = get(json.loads(f.read_text())) or "unknown"
         except (ValueError, OSError, AttributeError):
             c = "unknown"
         counts[c] = counts.get(c, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
+
+def run_commits(run_dirs) -> dict[str, int]:
+    """How many of these run directories were trained at each git commit (read from each run's
+    config.json; 'unknown' where it records none). Results resumed across code versions show
+    more than one commit: a run id hashes the config, not the code that trained it."""
+    return _run_counts(run_dirs, lambda c: c.get("commit"))
+
+
+def run_kernels(run_dirs) -> dict[str, int]:
+    """How many of these run directories were trained with each of torch's CPU kernel sets
+    (config.json's platform.cpu_capability; 'unknown' for runs recorded before it was). Results
+    trained on different CPUs show more than one: their numbers are not bit-comparable."""
+    return _run_counts(run_dirs, lambda c: (c.get("platform") or {}).get("cpu_capability"))

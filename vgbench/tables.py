@@ -299,6 +299,13 @@ def _underflow(row: pd.Series, macro: str) -> dict:
                             f"{int(row['log10_ratio_init_n'])} runs)"}
 
 
+def kernels(runs: pd.DataFrame) -> str:
+    """Torch's CPU kernel sets the runs were trained with and how many runs each ("AVX512 (1253)"),
+    'unrecorded' for runs from before it was recorded."""
+    caps = runs["cpu_capability"] if "cpu_capability" in runs else pd.Series("unrecorded", index=runs.index)
+    return esc(", ".join(f"{k} ({v})" for k, v in caps.fillna("unrecorded").value_counts().items())) or "--"
+
+
 def numbers(f, prof) -> str:
     from vgbench.provenance import git_commit, versions
     runs, c, cl = f["runs"], f["conditions"], f["claims"]
@@ -312,6 +319,7 @@ def numbers(f, prof) -> str:
         "NumClaims": str(len(cl)),
         "Versions": esc(", ".join(f"{k} {v}" for k, v in versions().items())),
         "ComputeHours": num(float(runs["wall_s"].sum()) / 3600, 2) if "wall_s" in runs else "--",
+        "Kernels": kernels(runs),
     }
     vals.update(cost(runs, f["jobs"]))
     for v in ("supported", "not supported", "inconclusive"):
