@@ -3,7 +3,11 @@ import os
 import sys
 
 import pytest
-import torch
+
+from vgbench.provenance import pin_kernels
+
+pin_kernels()   # VGBENCH_KERNELS=avx2 pins the tests' kernels too (before torch is imported: it reads them once)
+import torch  # noqa: E402
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("VGBENCH_ACCELERATOR", "cpu")

@@ -415,6 +415,42 @@ def test_config_json_records_torch_threads(tmp_path, tiny):
     assert json.loads((tmp_path / "r" / paths.SUMMARY).read_text())["cpu_capability"] == cap
 
 
+@pytest.mark.skipif("avx2" not in __import__("vgbench.provenance").provenance._cpu_flags(), reason="CPU without AVX2")
+@pytest.mark.parametrize("env, capability", [({}, None), ({"VGBENCH_KERNELS": "avx2"}, "AVX2"),
+                                             ({"VGBENCH_KERNELS": "avx2", "ATEN_CPU_CAPABILITY": "default"}, "DEFAULT")])
+def test_kernels_are_the_cpus_own_unless_pinned(tmp_path, env, capability):
+    """AVX-512 and AVX2 kernels round differently. By default each library picks its own (the
+    capability is then torch's own choice, and nothing is pinned); VGBENCH_KERNELS=avx2 pins torch's,
+    MKL's and oneDNN's to AVX2, keeping a variable the user set."""
+    import subprocess
+    import sys
+    from conftest import REPO
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "VGBENCH_KERNELS")}
+    native = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                            capture_output=True, text=True, env=base, check=True).stdout.strip()
+    p = subprocess.run([sys.executable, "-m", "vgbench", "train", "--set", "steps=2", "--set", "depth=2", "--set", "width=8",
+                        "--out", str(tmp_path / "r")], capture_output=True, text=True, cwd=REPO, env={**base, **env})
+    assert p.returncode == 0, p.stderr
+    plat = json.loads((tmp_path / "r" / paths.CONFIG).read_text())["platform"]
+    assert plat["cpu_capability"] == (capability or native)
+    pinned = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"} if env else {}
+    assert plat["kernel_env"] == {**pinned, **{k: v for k, v in env.items() if k != "VGBENCH_KERNELS"}}
+
+
+def test_a_bad_or_late_kernel_pin_exits_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("VGBENCH_KERNELS", "avx512")
+    assert cli.main(["train", "--set", "steps=2", "--out", str(tmp_path / "r")]) == 2
+    assert "VGBENCH_KERNELS must be 'native' or 'avx2', got 'avx512'" in _err(capsys)
+    if "avx2" in __import__("vgbench.provenance").provenance._cpu_flags():
+        monkeypatch.setenv("VGBENCH_KERNELS", "avx2")   # this process imported torch long ago
+        for k in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA"):
+            monkeypatch.delenv(k, raising=False)
+        assert cli.main(["train", "--set", "steps=2", "--out", str(tmp_path / "r")]) == 2
+        assert "came after torch was imported" in _err(capsys)
+    assert not (tmp_path / "r").exists()
+
+
 def test_write_json_atomic_fsyncs_before_rename(tmp_path, monkeypatch):
     from vgbench import provenance
     calls = []

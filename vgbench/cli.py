@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from vgbench.config import ConfigError, from_file
+from vgbench.provenance import pin_kernels
 
 
 def _train(args) -> int:
@@ -203,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
+        try:
+            pin_kernels()   # before anything imports torch
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         return args.func(args)
     except ConfigError as e:
         print(f"vgbench {args.command}: error: {e}", file=sys.stderr)

@@ -109,6 +109,43 @@ def versions() -> dict:
 KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
 
 
+# VGBENCH_KERNELS=avx2 pins the CPU kernels of torch (ATen), MKL and oneDNN to AVX2, for results
+# trained on machines that differ (a cluster's mixed nodes; AVX-512 on some machines of a kind and
+# not on others): each library otherwise picks the widest instructions the CPU has, and they round
+# differently -- one run of the default profile ended with a first/last ratio of 5.0e-4 on AVX-512
+# kernels and 2.0e-2 on AVX2 ones. Off by default (native), so results stay those of the machines
+# that made the shipped evidence; a variable already set wins.
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def _cpu_flags() -> set:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+
+
+def pin_kernels() -> dict:
+    """With VGBENCH_KERNELS=avx2, pin torch's, MKL's and oneDNN's CPU kernels to AVX2 (variables the
+    user set are kept); returns what it set. Must run before torch is imported (the libraries read
+    the variables once). ValueError for another value, or a CPU without AVX2."""
+    import sys
+    want = os.environ.get("VGBENCH_KERNELS", "native")
+    if want == "native":
+        return {}
+    if want != "avx2":
+        raise ValueError(f"VGBENCH_KERNELS must be 'native' or 'avx2', got {want!r}")
+    if "avx2" not in _cpu_flags():
+        raise ValueError("VGBENCH_KERNELS=avx2, but this CPU has no AVX2 (or no /proc/cpuinfo to say so)")
+    out = {k: v for k, v in PINNED_KERNELS.items() if k not in os.environ}
+    if out and "torch" in sys.modules:
+        raise ValueError("VGBENCH_KERNELS=avx2 came after torch was imported in this process, which has chosen its "
+                         "kernels: set it before the process starts")
+    os.environ.update(out)
+    return out
+
+
 def platform_info() -> dict:
     """The machine as the numbers see it: torch's CPU kernels (AVX512, AVX2, ...: another set of
     kernels rounds differently, and a chaotic run then ends elsewhere), the CPU, and the
