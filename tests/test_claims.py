@@ -166,9 +166,11 @@ def test_underflowed_gradient_ratio_is_censored_not_dropped(n, verdict):
     assert r["effect"] == pytest.approx(-math.log10(stats.FLOAT32_TINY))
     assert r["experiment"] == "s: activation sigmoid, against 0"   # once '... vs 0', as if comparing inits
     assert r["p"] == pytest.approx(st.binomtest(n, n, 0.5).pvalue) and r["verdict"] == verdict
-    # every run at the floor: the true ratios are smaller still, so the effect is a bound, and the paper says so
-    assert r["caveat"] == f"{n} of {n} runs' first-layer gradient underflowed float32: the effect is a lower bound"
-    assert "the effect is a lower bound" in claims.answer(None, claims.evaluate(_o(rows), None, [c]))
+    # every run at the floor: the effect is censored, and the paper says so -- not that it is a bound
+    # (it said 'a lower bound'; in float64 the default's 50-layer sigmoid nets sit ~2 decades above the floor)
+    assert r["caveat"] == (f"{n} of {n} runs' first-layer gradient underflowed float32: the effect is censored "
+                           f"(counted at float32's smallest ratio: not a bound, the true ratio can be a few decades larger)")
+    assert r["caveat"] in claims.answer(None, claims.evaluate(_o(rows), None, [c]))
 
 
 @pytest.mark.parametrize("first, verdict", [(1e-40, "supported"), (0.0, "inconclusive")])
@@ -292,14 +294,14 @@ def test_quoted_and_tabled_ratios_are_bounds_where_runs_underflowed():
     assert comp.loc[("r", "log10_ratio_init"), ["censored", "censored_base"]].tolist() == [0, 2]
     assert comp.loc[("s", "score"), ["censored", "censored_base"]].tolist() == [0, 0]
     assert tables._underflow(c.loc["s"], "InitRatioSigmoid") == {
-        "InitRatioSigmoidBound": "at most ",
-        "InitRatioSigmoidNote": " (its first-layer gradient underflowed float32 in 2 of 3 runs)"}
-    assert tables._underflow(c.loc["r"], "InitRatioRelu") == {"InitRatioReluBound": "", "InitRatioReluNote": ""}
+        "InitRatioSigmoidNote": " (censored: its first-layer gradient underflowed float32 in 2 of 3 runs, whose "
+                                "ratio counts as float32's smallest value; the true ratio can be a few decades larger)"}
+    assert tables._underflow(c.loc["r"], "InitRatioRelu") == {"InitRatioReluNote": ""}
     cells = [tables._ratio_cell(c.loc[v], q) for v in "sr" for q in ("log10_ratio_init", "log10_ratio_final")]
-    assert cells[0].startswith("$\\le$ ") and cells[0].endswith("(2/3 u.)}") and cells[1].endswith("(1/3 u.)}")
-    assert "\\le" not in cells[2] + cells[3] and "u.)" not in cells[2] + cells[3]
+    assert cells[0].endswith("(2/3 u.)}") and cells[1].endswith("(1/3 u.)}")
+    assert "u.)" not in cells[2] + cells[3]
     mean = np.mean(np.log10([stats.FLOAT32_TINY, stats.FLOAT32_TINY, 1e-40]))  # the floor, twice, and -40
-    assert cells[0].startswith(f"$\\le$ {mean:.2f} ")
+    assert cells[0].startswith(f"{mean:.2f} ")   # no '<=': a censored mean is not a bound
 
 
 def test_claims_that_all_lack_runs_are_inconclusive_not_a_crash():

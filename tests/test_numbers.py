@@ -81,6 +81,27 @@ def test_tiny_norms_are_not_read_as_zero():
     assert rec.ratio(0) == pytest.approx(w_ref[0] / w_ref[-1], rel=1e-5, abs=0)
 
 
+def test_an_underflowed_ratio_is_censored_not_bounded():
+    """Where the first-layer gradient underflows float32 (ratio 0) the ratio is counted at float32's
+    smallest value, 1.4e-45. That was called an upper bound on the true ratio; it is not: the
+    backward signal loses its digits in the subnormal range before it reaches 0, and the same net
+    in float64 has a ratio above it (the default profile's 50-layer sigmoid nets: ~1e-42.6).
+    Reference: the float64 forward and backward of the same weights and batch."""
+    from vgbench import stats
+    cfg, net = _backward({"depth": 50, "width": 256, "activation": "sigmoid"}, n=100)
+    rec = Recorder(net, [0], cfg.activation, cfg.recurrent)
+    rec.record(0, net)
+    assert rec.ratio(0) == 0.0                                # float32: every first-layer element is 0
+    torch.manual_seed(0)
+    task = load_task(cfg)
+    net64 = build_model(cfg, task).double()
+    net64.load_state_dict(net.state_dict())
+    task_loss(net64(task.x["train"][:100].double()), task.y["train"][:100], task.loss).backward()
+    true = (net64.ops[0].weight.grad.norm() / net64.head.weight.grad.norm()).item()
+    assert true > 10 * stats.FLOAT32_TINY                     # above the value the ratio is counted at
+    assert true < 1e-35                                       # and still a vanishing gradient
+
+
 def test_tiny_recurrent_norms_are_not_read_as_zero():
     """The same for ||dL/dh_t|| of a vanilla RNN whose recurrent weights are
     scaled down until the gradient reaching the first steps is ~1e-30."""

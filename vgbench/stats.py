@@ -13,7 +13,7 @@ Reads results/aggregate/{runs,curves}.parquet (final runs) and writes results/st
                    Holm-corrected p within its family and a verdict computed from the data
 A first/last gradient ratio of exactly 0 (float32 underflow) is censored at log10 = -44.85;
 conditions.csv (`<ratio>_censored`) and comparisons.csv (`censored`, `censored_base`) count such
-runs, whose mean is then an upper bound.
+runs. A censored value is not a bound (claims.CENSORED): the true ratio can be a few decades larger.
 Diverged runs are failures, never dropped: their metric becomes the trivial predictor's
 (chance accuracy, or the constant / memoryless loss). `score` is accuracy, or minus the
 loss, so higher is better everywhere. No plotting here (figures never compute statistics).
@@ -148,7 +148,7 @@ def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     for k in ("grad_ratio_init", "grad_ratio_final"):
         v = pd.to_numeric(r.get(k), errors="coerce").astype(float)
         # a ratio of exactly 0 means the first layer's gradient underflowed float32: censor it
-        # at the smallest float32 (an upper bound on the true, even smaller, ratio)
+        # at the smallest float32 (not a bound on the true ratio: see claims.CENSORED)
         r[f"log10_{k[len('grad_'):]}"] = np.log10(v.where(v > 0, np.where(v == 0, FLOAT32_TINY, np.nan)))
     r["labels_key"] = r["labels"].astype(str)
     return r

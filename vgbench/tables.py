@@ -121,18 +121,19 @@ def grad_ratios(f, prof) -> str:
         cap = "First/last-layer weight-gradient ratios"
     return tabular("lcc", ["variant", "at init", "after training"], rows,
                    cap + " (mean, 95\\% CI over seeds; 0 = balanced, $-k$ = $k$ orders of magnitude smaller at "
-                   "the input). $\\le$ ($k$/$n$ u.): in $k$ of $n$ runs the first-layer gradient underflowed "
-                   "float32 and its ratio counts as float32's smallest value, so the mean is an upper bound.",
+                   "the input). ($k$/$n$ u.): in $k$ of $n$ runs the first-layer gradient underflowed float32 and "
+                   "its ratio counts as float32's smallest value, a censored value, not a bound: the true "
+                   "ratio can be a few decades larger.",
                    "tab:grad_ratios")
 
 
 def _ratio_cell(r, q: str) -> str:
-    """A condition's mean log10 ratio with its CI; marked as an upper bound where runs underflowed."""
+    """A condition's mean log10 ratio with its CI; marked as censored where runs underflowed."""
     cell = mci(r[f"{q}_mean"], r[f"{q}_ci_low"], r[f"{q}_ci_high"])
     k = r.get(f"{q}_censored")
     if pd.isna(k) or k <= 0:
         return cell
-    return f"$\\le$ {cell} {{\\scriptsize ({int(k)}/{int(r[f'{q}_n'])} u.)}}"
+    return f"{cell} {{\\scriptsize ({int(k)}/{int(r[f'{q}_n'])} u.)}}"
 
 
 def rnn_results(f, prof) -> str:
@@ -289,14 +290,14 @@ def cost(runs: pd.DataFrame, jobs: pd.DataFrame) -> dict:
 
 def _underflow(row: pd.Series, macro: str) -> dict:
     """For a quoted log10 first/last ratio at init: where some runs' first-layer gradient underflowed
-    float32 (ratio 0, censored at float32's smallest value) the quoted ratio is an upper bound --
-    `<macro>Bound` = "at most " and `<macro>Note` says in how many runs; else both empty."""
+    float32 (ratio 0, censored at float32's smallest value) the quoted ratio is censored, which
+    `<macro>Note` says, with in how many runs (not a bound: claims.CENSORED); else empty."""
     k = row.get("log10_ratio_init_censored")
     if pd.isna(k) or k <= 0:
-        return {f"{macro}Bound": "", f"{macro}Note": ""}
-    return {f"{macro}Bound": "at most ",
-            f"{macro}Note": f" (its first-layer gradient underflowed float32 in {int(k)} of "
-                            f"{int(row['log10_ratio_init_n'])} runs)"}
+        return {f"{macro}Note": ""}
+    return {f"{macro}Note": f" (censored: its first-layer gradient underflowed float32 in {int(k)} of "
+                            f"{int(row['log10_ratio_init_n'])} runs, whose ratio counts as float32's smallest "
+                            f"value; the true ratio can be a few decades larger)"}
 
 
 def kernels(runs: pd.DataFrame) -> str:
