@@ -18,7 +18,7 @@ import pandas as pd
 
 from vgbench.config import ConfigError
 from vgbench import grid, paths
-from vgbench.provenance import atomic_write
+from vgbench.provenance import atomic_write, kernels_of
 from vgbench.select_lr import read_selected
 
 
@@ -62,8 +62,9 @@ def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame,
     for spec in specs:
         d = paths.run_dir(spec.run_id, results)
         try:
-            rows.append(_row(spec, paths.read_summary(d)))
-            paths.read_run_record(d)   # the provenance the manifest cites must be readable too
+            summary = paths.read_summary(d)
+            rec = paths.read_run_record(d)   # the provenance the manifest cites must be readable too
+            rows.append({**_row(spec, summary), "cpu_capability": kernels_of(rec)})
             if spec.stage != "final":
                 continue
             g = pd.read_parquet(d / paths.GRADIENTS)

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from vgbench.provenance import git_commit, is_temp, run_commits, run_kernels, sha256, write_json_atomic
+from vgbench.provenance import git_commit, is_temp, run_counts, sha256, write_json_atomic
 from vgbench import paths
 
 
@@ -80,8 +80,7 @@ def build(profile, results: str | Path, paper: str | Path | None) -> dict:
             "commit": git_commit(), "vgbench": vgbench.__version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "n_files": len(entries),
             "n_runs": len(run_ids), "other_run_dirs_not_listed": others,
-            "run_commits": run_commits(paths.run_dir(r, results) for r in sorted(run_ids)),
-            "run_kernels": run_kernels(paths.run_dir(r, results) for r in sorted(run_ids)),
+            **{f"run_{k}": v for k, v in run_counts(paths.run_dir(r, results) for r in sorted(run_ids)).items()},
             "files": entries}
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -105,10 +106,6 @@ def versions() -> dict:
     return out
 
 
-# environment variables that choose the floating-point kernels (torch's ATen, MKL, oneDNN)
-KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
-
-
 # VGBENCH_KERNELS=avx2 pins the CPU kernels of torch (ATen), MKL and oneDNN to AVX2, for results
 # trained on machines that differ (a cluster's mixed nodes; AVX-512 on some machines of a kind and
 # not on others): each library otherwise picks the widest instructions the CPU has, and they round
@@ -118,12 +115,17 @@ KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
 PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def _cpu_flags() -> set:
+def _cpuinfo(field: str) -> str | None:
+    """The first `field` line of /proc/cpuinfo ("flags", "model name"); None where there is none."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return set()
-    return set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+        return None
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":", 1)[0].strip() == field), None)
+
+
+def _cpu_flags() -> set:
+    return set((_cpuinfo("flags") or "").split())
 
 
 def pin_kernels() -> dict:
@@ -146,46 +148,40 @@ def pin_kernels() -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def platform_info() -> dict:
     """The machine as the numbers see it: torch's CPU kernels (AVX512, AVX2, ...: another set of
     kernels rounds differently, and a chaotic run then ends elsewhere), the CPU, and the
-    variables that pin the kernels where set."""
+    variables that pin the kernels where set. Once per process: none of it changes while it runs."""
     import platform
     import torch
-    cpu = platform.processor()
-    try:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"machine": platform.machine(), "cpu": cpu or "unknown",
+    return {"machine": platform.machine(), "cpu": _cpuinfo("model name") or platform.processor() or "unknown",
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}}
+            "kernel_env": {k: os.environ[k] for k in PINNED_KERNELS if k in os.environ}}
 
 
-def _run_counts(run_dirs, get) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def kernels_of(record: dict) -> str | None:
+    """The CPU kernel set a run's config.json records (None for runs from before it was)."""
+    return (record.get("platform") or {}).get("cpu_capability")
+
+
+def run_counts(run_dirs) -> dict[str, dict[str, int]]:
+    """How many of these run directories were trained at each git commit ("commits") and with each
+    of torch's CPU kernel sets ("kernels"), read from each run's config.json in one pass ('unknown'
+    where it records none). Results resumed across code versions show more than one commit (a run
+    id hashes the config, not the code that trained it); results from different CPUs more than one
+    kernel set (their numbers are not bit-comparable)."""
+    counts: dict[str, dict[str, int]] = {"commits": {}, "kernels": {}}
     for d in run_dirs:
         f = Path(d) / "config.json"
         if not f.is_file():
             continue
         try:
-            c = get(json.loads(f.read_text())) or "unknown"
+            rec = json.loads(f.read_text())
+            got = {"commits": rec.get("commit"), "kernels": kernels_of(rec)}
         except (ValueError, OSError, AttributeError):
-            c = "unknown"
-        counts[c] = counts.get(c, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
-
-
-def run_commits(run_dirs) -> dict[str, int]:
-    """How many of these run directories were trained at each git commit (read from each run's
-    config.json; 'unknown' where it records none). Results resumed across code versions show
-    more than one commit: a run id hashes the config, not the code that trained it."""
-    return _run_counts(run_dirs, lambda c: c.get("commit"))
-
-
-def run_kernels(run_dirs) -> dict[str, int]:
-    """How many of these run directories were trained with each of torch's CPU kernel sets
-    (config.json's platform.cpu_capability; 'unknown' for runs recorded before it was). Results
-    trained on different CPUs show more than one: their numbers are not bit-comparable."""
-    return _run_counts(run_dirs, lambda c: (c.get("platform") or {}).get("cpu_capability"))
+            got = {}
+        for k, c in counts.items():
+            v = got.get(k) or "unknown"
+            c[v] = c.get(v, 0) + 1
+    return {k: dict(sorted(c.items(), key=lambda kv: -kv[1])) for k, c in counts.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from vgbench import grid, paths
 from vgbench.config import ConfigError
-from vgbench.provenance import run_commits, run_kernels
+from vgbench.provenance import run_counts
 
 
 def _stages(prof: grid.Profile, results: str):
@@ -95,12 +95,11 @@ def main(args) -> int:
     if corrupt:
         print(f"note: {len(corrupt)} run(s) have a summary.json that cannot be read (counted as missing; the "
               f"pipeline's aggregate stage stops on them): {', '.join(corrupt[:3])}{' ...' if len(corrupt) > 3 else ''}")
-    dirs = [paths.run_dir(s.run_id, args.results) for _, ss in staged[2] for s in ss]
-    commits = run_commits(dirs)
+    counts = run_counts(paths.run_dir(s.run_id, args.results) for _, ss in staged[2] for s in ss)
+    commits, kernels = counts["commits"], counts["kernels"]
     if len(commits) > 1:
         print("note: these runs were trained at " + ", ".join(f"{k[:10]}{'-dirty' * k.endswith('-dirty')} ({v})" for k, v in commits.items())
               + " -- results resumed across code versions; delete the runs of older commits to retrain them")
-    kernels = run_kernels(dirs)
     if len(kernels) > 1:
         print("note: these runs were trained with torch's " + ", ".join(f"{k} ({v})" for k, v in kernels.items())
               + " CPU kernels -- machines that round differently; their numbers are not bit-comparable")

@@ -353,11 +353,10 @@ def _run(cfg: RunConfig, out: Path, tags: tuple, threads: int | None, progress, 
     threads = threads or int(os.environ.get("VGBENCH_THREADS", "1"))
     torch.set_num_threads(threads)
     cond = config_hash(cfg.condition())
-    platform = platform_info()
     write_json_atomic(out / paths.CONFIG, {"config": cfg.to_dict(), "run_id": out.name,
                                            "condition_id": cond, "config_hash": config_hash(cfg.identity()),
                                            "versions": versions(), "commit": git_commit(),
-                                           "torch_threads": torch.get_num_threads(), "platform": platform})
+                                           "torch_threads": torch.get_num_threads(), "platform": platform_info()})
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
     warnings.filterwarnings("ignore", ".*The `srun` command is available.*")  # vgbench runs one process per job
@@ -443,7 +442,6 @@ def _run(cfg: RunConfig, out: Path, tags: tuple, threads: int | None, progress, 
         "train_s": train_s,                # the training loop (Trainer built and fitted)
         "setup_s": t_fit - t0,             # run directory, data, model, pretraining, W&B init
         "device": str(device),
-        "cpu_capability": platform["cpu_capability"],   # the kernels that rounded these numbers
     }
     wb.finish(metrics, summary)
     write_json_atomic(out / paths.SUMMARY, summary)
