@@ -10,7 +10,7 @@ RESULTS ?= $(if $(filter default.yaml,$(notdir $(PROFILE))),results,results/$(ba
 # torch first, pinned: any other torch request can pull a multi-GB CUDA build.
 TORCH   := torch==2.13.0
 
-.PHONY: reproduce frontier theory followup smoke test install install-dev report verify bench clean
+.PHONY: reproduce frontier theory followup replication smoke test install install-dev report verify bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,11 @@ theory: $(BIN)/.installed
 followup: $(BIN)/.installed
 	$(BIN)/vgbench unlock-stale .
 	$(SNAKE) --cores $(CORES) --configfile configs/followup.yaml --config results=results/followup
+
+# pre-registered replications of the claims whose verdicts moved with the CPU: results/replication/
+replication: $(BIN)/.installed
+	$(BIN)/vgbench unlock-stale .
+	$(SNAKE) --cores $(CORES) --configfile configs/replication.yaml --config results=results/replication
 
 smoke: $(BIN)/.installed
 	$(BIN)/vgbench unlock-stale .
