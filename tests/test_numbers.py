@@ -102,6 +102,69 @@ def test_an_underflowed_ratio_is_censored_not_bounded():
     assert true < 1e-35                                       # and still a vanishing gradient
 
 
+def test_a_run_records_the_underflowed_ratio_at_init_through_float64(tmp_path):
+    """Where float32's first-layer gradient at init is tiny, a run also records the ratio through a
+    float64 copy of the net (summary `grad_ratio_init_f64`, outcome `log10_ratio_init_f64`): the
+    50-layer sigmoid net reads 0 in float32. Reference: the float64 forward and backward of the
+    same initial weights, rebuilt from the seed, on the run's first batch (vgbench.data.Batches)."""
+    import pytorch_lightning as pl
+    from vgbench import train
+    from vgbench.data import Batches
+    cfg = load({"depth": 50, "width": 256, "activation": "sigmoid", "steps": 0, "seed": 3,
+                "task_args": {"num_samples": 1000}})
+    s = train.run(cfg, tmp_path / "run")
+    assert s["grad_ratio_init"] == 0.0
+    pl.seed_everything(cfg.seed, verbose=False)
+    task = load_task(cfg)
+    net64 = build_model(cfg, task).double()
+    x, y = next(iter(Batches(task.x["train"], task.y["train"], cfg.batch_size, cfg.seed)))
+    task_loss(net64(x.double()), y, task.loss).backward()
+    true = (net64.ops[0].weight.grad.norm() / net64.head.weight.grad.norm()).item()
+    assert 10 * stats.FLOAT32_TINY < true < 1e-35
+    assert s["grad_ratio_init_f64"] == pytest.approx(true, rel=1e-9)
+    runs = pd.DataFrame([{"stage": "final", "status": "ok", "baseline_metric": "acc", "baseline_value": 0.1,
+                          "final.test/acc": 0.1, "labels": "{}", "grad_ratio_final": np.nan,
+                          **{k: s[k] for k in ("grad_ratio_init",
+                                                                                     "grad_ratio_init_f64")}}])
+    o = stats.outcomes(runs).iloc[0]
+    assert o["log10_ratio_init"] == pytest.approx(np.log10(stats.FLOAT32_TINY))   # float32's, censored
+    assert o["log10_ratio_init_f64"] == pytest.approx(np.log10(true), abs=1e-9)
+    # a run trained before the float64 copy existed: float32's value, or none where it is censored
+    old = runs.drop(columns="grad_ratio_init_f64").assign(grad_ratio_init=[0.0])
+    assert np.isnan(stats.outcomes(old).iloc[0]["log10_ratio_init_f64"])
+    assert stats.outcomes(old.assign(grad_ratio_init=[1e-3])).iloc[0]["log10_ratio_init_f64"] == pytest.approx(-3)
+
+
+def test_the_float64_ratio_equals_float32s_where_nothing_underflows():
+    """ratio_float64 computes the same function as training does, for every model kind: where
+    float32 has its digits, the two ratios agree to float32's precision."""
+    from vgbench.data import Batches
+    from vgbench.instruments import ratio_float64
+    from vgbench.train import VGModule
+    seq = {"task": "adding", "task_args": {"seq_len": 8, "n_train": 200, "n_val": 50, "n_test": 50}}
+    for kw in [{"activation": "tanh", "norm": "batch", "aux_loss_weight": 0.3}, {"sigmoid_grad_c": 0.1},
+               {"model": "cnn", "depth": 3}, {"model": "resnet", "depth": 2, "residual_branch": "rezero"},
+               {"model": "lstm", **seq}, {"model": "gru", "depth": 2, **seq}, {"model": "rnn", **seq},
+               {"model": "transformer", "depth": 2, "heads": 2, "width": 16, **seq}]:
+        cfg = load({"depth": 4, "steps": 1, "task_args": {"num_samples": 1000}, **kw})
+        torch.manual_seed(0)
+        task = load_task(cfg)
+        net = build_model(cfg, task)
+        if cfg.residual_branch == "rezero":   # alpha = 0 at init: give the branches a gradient path
+            with torch.no_grad():
+                for n_, p in net.named_parameters():
+                    if "alpha" in n_:
+                        p.fill_(0.5)
+        m = VGModule(cfg, task, net, Recorder(net, [0, 1], cfg.activation, cfg.recurrent))
+        x, y = next(iter(Batches(task.x["train"], task.y["train"], cfg.batch_size, cfg.seed)))
+        m.backward_on((x, y), 0, True)
+        before = [p.detach().clone() for p in net.parameters()]
+        r64 = ratio_float64(net, lambda n_, to: m.loss_of(n_, to(x), to(y)))
+        assert m.rec.ratio(0) > 0 and r64 == pytest.approx(m.rec.ratio(0), rel=1e-5), kw
+        assert all(torch.equal(a, p) for a, p in zip(before, net.parameters()))   # the model untouched
+        assert next(net.parameters()).dtype == torch.float32
+
+
 def test_tiny_recurrent_norms_are_not_read_as_zero():
     """The same for ||dL/dh_t|| of a vanilla RNN whose recurrent weights are
     scaled down until the gradient reaching the first steps is ~1e-30."""

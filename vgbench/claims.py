@@ -41,6 +41,9 @@ OUTCOMES = {
     "score": "final test score (accuracy, or minus the loss; failed runs at the trivial predictor)",
     "log10_ratio_init": "log10 ||dL/dW_first|| / ||dL/dW_last|| at initialisation",
     "log10_ratio_final": "log10 ||dL/dW_first|| / ||dL/dW_last|| after training",
+    "log10_ratio_init_f64": "log10_ratio_init computed through a float64 copy of the net where float32's first-layer "
+                            "gradient is below 1e-10, never censored (a run trained before 2026-12-04 has "
+                            "float32's value, or none where that underflowed)",
     "dead_fraction": "fraction of units <= 0 on a whole batch at the last measurement, mean over layers",
     "saturation": "fraction of saturated units at the last measurement, mean over layers",
     "diverged": "1 if the run diverged (NaN/inf loss or gradient), else 0",
@@ -249,7 +252,7 @@ def per_run(o: pd.DataFrame, curves: pd.DataFrame | None, outcome: str) -> pd.Se
     """The per-run value of a per-run outcome (index aligned with o)."""
     import numpy as np
     import pandas as pd
-    if outcome in ("score", "log10_ratio_init", "log10_ratio_final"):
+    if outcome in ("score", "log10_ratio_init", "log10_ratio_final", "log10_ratio_init_f64"):
         return o[outcome].astype(float)
     if outcome == "diverged":
         return (o["status"] == "diverged").astype(float)

@@ -59,6 +59,38 @@ def _small_again(v: torch.Tensor, again) -> torch.Tensor:
     return torch.where(small, again().to(v.dtype), v) if bool(small.any()) else v
 
 
+def _of_a_pass(v) -> bool:
+    """Whether v is (or holds) a tensor computed in a forward pass (not a leaf)."""
+    if isinstance(v, torch.Tensor):
+        return v.grad_fn is not None
+    if isinstance(v, (list, tuple)):
+        return any(_of_a_pass(a) for a in v)
+    return isinstance(v, dict) and any(_of_a_pass(a) for a in v.values())
+
+
+def ratio_float64(model, loss_of) -> float:
+    """||dL/dW_first|| / ||dL/dW_last|| of `model` computed again through a float64 copy of it.
+
+    `norms` computes a tiny norm in float64, but from float32 gradients: a backward signal that has
+    fallen into float32's subnormal range (below 1.2e-38) has lost its digits on the way, or reached
+    0, before any norm is taken (the default profile's 50-layer sigmoid nets: ratio 0 in float32,
+    10^-42.6 in float64). Here the forward and backward run in float64 from the same weights and
+    batch. loss_of(net, to) is the loss of `net` on the batch passed through `to` (float tensors
+    to float64); the model itself is untouched."""
+    import copy
+    # what the last forward pass left on the modules (outputs, captured activations) is not copied
+    memo = {id(v): None if isinstance(v, torch.Tensor) else type(v)()
+            for m in model.modules() for v in vars(m).values() if _of_a_pass(v)}
+    net = copy.deepcopy(model, memo).double()
+    for p in net.parameters():
+        p.grad = None
+    to = lambda t: t.double() if t.is_floating_point() else t   # noqa: E731 (labels stay integers)
+    loss_of(net, to).backward()
+    ws = [p for _, p in net.weights()]
+    g = [p.grad if p.grad is not None else torch.zeros_like(p) for p in (ws[0], ws[-1])]
+    return float(g[0].norm() / g[1].norm())
+
+
 class Recorder:
     def __init__(self, model, steps: list[int], activation: str, recurrent: bool):
         self.steps = list(steps)
@@ -122,6 +154,10 @@ class Recorder:
         if a.dim() > 2:
             return a.transpose(0, 1).reshape(a.shape[1], -1).T
         return a
+
+    def small_first(self, step: int) -> bool:
+        """Whether the first layer's recorded gradient norm at `step` is below SMALL_NORM."""
+        return bool(self.buf["weight_grad"][self.row[step], 0] < SMALL_NORM)
 
     def ratio(self, step: int = 0) -> float:
         """||dL/dW_first|| / ||dL/dW_last|| at a recorded step."""

@@ -150,6 +150,12 @@ def outcomes(runs: pd.DataFrame) -> pd.DataFrame:
         # a ratio of exactly 0 means the first layer's gradient underflowed float32: censor it
         # at the smallest float32 (not a bound on the true ratio: see claims.CENSORED)
         r[f"log10_{k[len('grad_'):]}"] = np.log10(v.where(v > 0, np.where(v == 0, FLOAT32_TINY, np.nan)))
+    # the ratio at init through a float64 copy where float32's first-layer gradient was tiny (runs of
+    # 2026-12-04 on; an exact 0 there is a true zero: no ratio); else float32's, except where that
+    # is censored (older runs, trained before the float64 copy existed): no value, never a floor
+    f64 = pd.to_numeric(r.get("grad_ratio_init_f64", pd.Series(np.nan, index=r.index)), errors="coerce").astype(float)
+    own = r["log10_ratio_init"].where(r["log10_ratio_init"] > np.log10(FLOAT32_TINY))
+    r["log10_ratio_init_f64"] = np.log10(f64.where(f64 > 0)).where(f64.notna(), own)
     r["labels_key"] = r["labels"].astype(str)
     return r
 

@@ -24,7 +24,7 @@ from torch import nn
 from vgbench import paths
 from vgbench.config import RunConfig, config_hash
 from vgbench.data import Batches, Task, load_task
-from vgbench.instruments import Recorder, schedule
+from vgbench.instruments import Recorder, ratio_float64, schedule
 from vgbench.models import build_model, task_loss
 from vgbench.provenance import git_commit, platform_info, versions, write_json_atomic
 
@@ -120,6 +120,7 @@ class VGModule(pl.LightningModule):
         self._last_eval = 0
         self._params = [p for p in net.parameters() if p.requires_grad]
         self.weight_norm_init = self.weight_norm()
+        self.ratio_init_f64: float | None = None   # see instruments.ratio_float64
         self.progress = None  # a Progress when `vgbench train` writes to a terminal
 
     def configure_optimizers(self):
@@ -137,11 +138,7 @@ class VGModule(pl.LightningModule):
         x, y = batch
         for p in self._params:
             p.grad = None
-        out = self.net(x, capture=capture)
-        loss = task_loss(out, y, self.task.loss)
-        if self.net.aux_out:
-            loss = loss + self.cfg.aux_loss_weight * sum(
-                task_loss(a, y, self.task.loss) for a in self.net.aux_out)
+        loss = self.loss_of(self.net, x, y, capture)
         loss.backward()
         norm = None
         if need_norm or capture:
@@ -149,7 +146,17 @@ class VGModule(pl.LightningModule):
             norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         if capture:
             self.rec.record(step, self.net)
+            if step == 0 and self.rec.small_first(0):
+                self.ratio_init_f64 = ratio_float64(self.net, lambda net, to: self.loss_of(net, to(x), to(y)))
         return loss.detach(), norm
+
+    def loss_of(self, net: nn.Module, x, y, capture: bool = False) -> torch.Tensor:
+        """The training loss of `net` on (x, y), auxiliary losses included."""
+        out = net(x, capture=capture)
+        loss = task_loss(out, y, self.task.loss)
+        if net.aux_out:
+            loss = loss + self.cfg.aux_loss_weight * sum(task_loss(a, y, self.task.loss) for a in net.aux_out)
+        return loss
 
     def log_eval(self, step: int) -> None:
         if step > self._last_eval:
@@ -430,6 +437,8 @@ def _run(cfg: RunConfig, out: Path, tags: tuple, threads: int | None, progress, 
         "diverged_at_step": module.diverged_at,
         "final": final,
         "grad_ratio_init": rec.ratio(0),
+        # where the first layer's gradient at init is below SMALL_NORM: the ratio through a float64 copy
+        "grad_ratio_init_f64": module.ratio_init_f64,
         "grad_ratio_final": rec.ratio(cfg.steps) if rec.filled[-1] else None,
         "max_grad_norm": float(module.gnorm_buf[:max(module.step_i, 1)].max()) if module.step_i else None,
         "weight_norm_init": module.weight_norm_init,
