@@ -403,7 +403,8 @@ def test_every_advised_claim_is_in_the_shipped_evidence_with_its_numbers():
     lsuv = [a for a in rep.advice if "LSUV" in a["mitigation"]]
     assert len(lsuv) == 1
     assert [e["effect"] for e in lsuv[0]["evidence"]] == [shipped.loc["lsuv_tuned_beats_xavier", "effect"],
-                                                         shipped.loc["lsuv_tuned_beats_he", "effect"]]
+                                                         shipped.loc["lsuv_tuned_beats_he", "effect"],
+                                                         shipped.loc["lsuv_tuned_beats_xavier_30_seeds", "effect"]]
 
 
 def test_a_model_with_one_measured_layer_says_why_there_is_no_ratio():

@@ -18,7 +18,8 @@ is reported as a vanishing or exploding range. A single factor is not: between t
 layers of a residual block or a transformer's feed-forward branch it compares a branch with the
 main path, not one depth with the next. Advice lists the mitigations that apply to the model, each with
 the effect the benchmark measured (a results folder's claims.csv, or the numbers shipped in
-vgbench/evidence/default_claims.csv, frontier_claims.csv and followup_claims.csv, stated as such).
+vgbench/evidence/default_claims.csv, frontier_claims.csv, followup_claims.csv and
+replication_claims.csv, stated as such).
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 20
            EVIDENCE / "followup_claims.csv": ("followup profile, run 2026-11-29: 264 runs at commit f04823c, "
                                              "the 192 of sigmoid_c_depth at 79d65a2, the 96 of irnn_clip at f739d93, "
                                              "the 8 of sigmoid_init at dc446a8; the 43 with a gradient norm below "
-                                             "1e-10 re-measured at 1519ffe, claims unchanged")}
+                                             "1e-10 re-measured at 1519ffe, claims unchanged"),
+           EVIDENCE / "replication_claims.csv": ("replication profile, run 2026-12-04: 516 runs at commit 6049f94 "
+                                                "(pre-registered there), AMD EPYC, native AVX-512 kernels")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
@@ -63,7 +66,8 @@ ADVICE = {
                 "ReLU with He initialisation instead of sigmoid/tanh"),
     "normalise": ("deep stack without normalisation", ["batch_norm_helps", "batch_norm_deeper_8_seeds"],
                   "batch normalisation between layers"),
-    "lsuv": ("deep stack without normalisation", ["lsuv_tuned_beats_xavier", "lsuv_tuned_beats_he"],
+    "lsuv": ("deep stack without normalisation", ["lsuv_tuned_beats_xavier", "lsuv_tuned_beats_he",
+                                                  "lsuv_tuned_beats_xavier_30_seeds"],
              "LSUV initialisation (orthogonal, then each layer scaled to unit output variance on a data batch)"),
     "skips": ("deep stack without skips", ["residual_helps", "resnet_helps", "resnet_helps_12_seeds"],
               "residual connections"),
@@ -75,7 +79,8 @@ ADVICE = {
     "init": ("gradients explode", ["he_with_relu"], "a variance-preserving initialisation (He for ReLU, LeCun/Xavier "
                                                     "for tanh) instead of large weights"),
     "branch_scaling": ("gradients explode without normalisation", ["fixup_trains_deep", "rezero_trains_deep",
-                                                                   "rezero_conv_high_lr", "fixup_conv_high_lr"],
+                                                                   "rezero_conv_high_lr", "fixup_conv_high_lr",
+                                                                   "rezero_conv_beats_plain_best_30_seeds"],
                        "if the net is residual: scaled branches (Fixup, or ReZero: h = x + alpha F(x), alpha = 0 "
                        "at init) instead of normalisation"),
     "forget_bias": ("LSTM gradients vanish through time", ["chrono_helps", "forget_bias1_helps"],
