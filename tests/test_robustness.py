@@ -292,6 +292,18 @@ def test_batch_size_equal_to_training_set_is_allowed():
         load({"task": "adding", "model": "rnn", "batch_size": 301, "task_args": {"n_train": 300, "seq_len": 10}})
 
 
+def test_the_memory_estimate_covers_the_float64_copy_at_init():
+    """At step 0 a run whose first-layer gradient is tiny holds its float32 parameters and
+    gradients and a float64 copy of both (instruments.ratio_float64): 24 bytes a parameter,
+    counted from the built model, below the estimate that refuses what cannot fit."""
+    from vgbench.config import estimate_bytes
+    from vgbench.data import load_task
+    from vgbench.models import build_model
+    cfg = load({"depth": 10, "width": 512, "task_args": {"num_samples": 1000}})
+    n = sum(p.numel() for p in build_model(cfg, load_task(cfg)).parameters())
+    assert estimate_bytes(cfg) >= n * (4 + 4 + 8 + 8) + 2 * 8 * cfg.batch_size * cfg.width * cfg.depth
+
+
 def test_memory_limit_is_a_setting(monkeypatch):
     monkeypatch.setenv("VGBENCH_MAX_MEMORY_GB", "0.001")
     with pytest.raises(ConfigError, match="GiB"):

@@ -350,7 +350,10 @@ def _shape(cfg: RunConfig) -> tuple:
 def estimate_bytes(cfg: RunConfig) -> int:
     """A generous estimate of a run's peak memory in bytes (float32): parameters with their
     gradients and optimizer state, the data of all splits, and the activations of one batch
-    kept for backward. Meant to refuse what cannot fit, not to predict within 2x."""
+    kept for backward -- or, at step 0 where the first layer's gradient is tiny, the float32
+    parameters and gradients beside a float64 copy of both and its activations in float64
+    (instruments.ratio_float64), whichever is larger. Meant to refuse what cannot fit, not to
+    predict within 2x."""
     T, feat, space = _shape(cfg)
     a = cfg.task_args
     n_all = (a.get("n_train", 0) + a.get("n_val", 0) + a.get("n_test", 0)) or a.get("num_samples", DIGITS_N)
@@ -369,7 +372,7 @@ def estimate_bytes(cfg: RunConfig) -> int:
         params = D * W * W * k
         acts = B * W * space * D * 8
     data = n_all * T * feat * 2              # the float tensors and the numpy arrays they came from
-    return 4 * (4 * params + acts + data)
+    return 4 * (max(4 * params + acts, 6 * params + 2 * acts) + data)
 
 
 def estimate_seconds(cfg: RunConfig) -> float:
