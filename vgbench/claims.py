@@ -44,7 +44,8 @@ OUTCOMES = {
     "log10_ratio_init_f64": "log10_ratio_init computed through a float64 copy of the net where float32's first-layer "
                             "gradient is below 1e-10, never censored (a run trained before 2026-12-04 has "
                             "float32's value, or none where that underflowed)",
-    "dead_fraction": "fraction of units <= 0 on a whole batch at the last measurement, mean over layers",
+    "dead_fraction": "fraction of units <= 0 on a whole batch at the last measurement, mean over layers "
+                     "(for Leaky ReLU, PReLU, ELU: never positive, although such units still pass a gradient)",
     "saturation": "fraction of saturated units at the last measurement, mean over layers",
     "diverged": "1 if the run diverged (NaN/inf loss or gradient), else 0",
     "jacobian_spread": "standard deviation of log10 singular values of the input-output Jacobian at "
