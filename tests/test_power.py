@@ -93,3 +93,88 @@ def test_pipeline_warns_before_any_run_when_a_claim_can_never_be_supported(tmp_p
     err = snake(tmp_path, "-n", "--configfile", str(p)).stderr
     line = [l for l in err.splitlines() if "can never be supported" in l]
     assert len(line) == 1 and "relu_he_trainable" in line[0]
+
+
+# --- sizing from a pilot (vgbench power PROFILE --pilot RESULTS) ------------------------------------
+
+@pytest.mark.parametrize("d,n,alpha", [(0.5, 10, 0.05), (1.2, 6, 0.0125), (0.3, 40, 0.025), (2.0, 3, 0.05)])
+def test_t_power_matches_statsmodels(d, n, alpha):
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+    assert power._t_power(d, n, alpha) == pytest.approx(
+        TTestPower().power(effect_size=d, nobs=n, alpha=alpha, alternative="two-sided"), rel=1e-6)
+    assert power._t_power(d, n, alpha, two_sample=True) == pytest.approx(
+        TTestIndPower().power(effect_size=d, nobs1=n, ratio=1.0, alpha=alpha, alternative="two-sided"), rel=1e-6)
+
+
+@pytest.mark.parametrize("mean,sd,n,margin", [(0.01, 0.02, 10, 0.02), (0.03, 0.013, 30, 0.02), (0.0, 0.05, 8, 0.02)])
+def test_equivalence_power_against_simulated_t_intervals(mean, sd, n, margin):
+    """The evaluator decides an equivalence claim when the CI lies inside or outside the margin;
+    reference: that decision on 20000 simulated samples with t intervals."""
+    import numpy as np
+    from scipy import stats as st
+    x = np.random.default_rng(0).normal(mean, sd, (20000, n))
+    m, hw = x.mean(1), st.t.ppf(0.975, n - 1) * x.std(1, ddof=1) / np.sqrt(n)
+    decided = ((m - hw > -margin) & (m + hw < margin)) | (m - hw > margin) | (m + hw < -margin)
+    assert power._equivalence_power(mean, sd, n, margin) == pytest.approx(decided.mean(), abs=0.02)
+
+
+def test_rates_power_by_hand():
+    # every treatment run diverges, no control run does: Fisher's p = 2 / C(2n, n)
+    assert power._rates_power(1.0, 0.0, 3, 0.05) == 0.0            # 2 / 20 = 0.1
+    assert power._rates_power(1.0, 0.0, 4, 0.05) == 1.0            # 2 / 70 = 0.029
+    # one run each: the test can never be significant
+    assert power._rates_power(0.9, 0.1, 1, 0.05) == 0.0
+
+
+def test_sizing_from_a_pilot_against_hand_values(tmp_path, capsys):
+    """A pilot of 6 seeds with known scores: the effect and sd are numpy's, the seeds are the
+    smallest n whose power (statsmodels) reaches 0.8 at alpha / m, at the sd and at its upper 80 %
+    chi-square limit; a claim whose arms the pilot lacks says so."""
+    import json
+    import math
+    import numpy as np
+    from scipy import stats as st
+    from statsmodels.stats.power import TTestPower
+    prof_f = tmp_path / "p.yaml"
+    prof_f.write_text(yaml.safe_dump({
+        "profile": "p", "defaults": {"task": "mnist1d", "batch_size": 100},
+        "studies": {"s": {"base": {"model": "mlp", "depth": 2, "width": 8, "steps": 10, "lr": 0.1},
+                          "variants": {"a": {}, "b": {"activation": "relu"}}, "seeds": 12},
+                    "other": {"base": {"model": "mlp", "depth": 2, "width": 8, "steps": 10, "lr": 0.1}, "seeds": 5}},
+        "questions": [{"id": "q", "question": "?"}],
+        "claims": [
+            {"id": "sup", "question": "q", "text": "t", "study": "s", "family": "f",
+             "treatment": {"variant": "b"}, "control": {"variant": "a"}, "outcome": "score"},
+            {"id": "eq", "question": "q", "text": "t", "study": "s", "family": "f", "test": "equivalence",
+             "margin": 0.05, "treatment": {"variant": "b"}, "control": {"variant": "a"}, "outcome": "score"},
+            {"id": "absent", "question": "q", "text": "t", "study": "other", "treatment": {}, "outcome": "score"}]}))
+    prof = grid.load_profile(prof_f)
+    a = [0.50, 0.52, 0.47, 0.55, 0.49, 0.51]
+    diff = [0.03, 0.01, 0.06, -0.01, 0.04, 0.02]
+    rows = [{"run_id": f"{v}{s}", "study": "s", "variant": v, "stage": "final", "seed": s,
+             "labels": json.dumps({}), "status": "ok", "baseline_metric": "acc", "baseline_value": 0.1,
+             "final.test/acc": acc, "grad_ratio_init": 0.5, "grad_ratio_final": 0.5}
+            for s in range(6) for v, acc in (("a", a[s]), ("b", a[s] + diff[s]))]
+    (tmp_path / "pilot/aggregate").mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(tmp_path / "pilot/aggregate/runs.parquet")
+    for name in ("curves", "jobs"):   # an aggregate's other tables (no claim here reads them)
+        pd.DataFrame({"run_id": pd.Series(dtype=str)}).to_parquet(tmp_path / f"pilot/aggregate/{name}.parquet")
+    t = power.sizing(prof, tmp_path / "pilot").set_index("claim")
+    d = np.array(diff)
+    sd, sd_hi = d.std(ddof=1), d.std(ddof=1) * math.sqrt(5 / st.chi2.ppf(0.2, 5))
+    r = t.loc["sup"]
+    assert (r["pilot_n"], r["m"], r["seeds"]) == (6, 2, 12)
+    assert r["effect"] == pytest.approx(d.mean()) and r["sd"] == pytest.approx(sd)
+    need = lambda s_: math.ceil(TTestPower().solve_power(effect_size=d.mean() / s_, power=0.8, alpha=0.025))  # noqa: E731
+    assert (r["n"], r["n_cautious"]) == (need(sd), need(sd_hi))
+    assert r["n_cautious"] > r["n"]
+    e = t.loc["eq"]   # |effect| 0.025 with margin 0.05: decided (inside) with more seeds
+    assert 2 <= e["n"] <= e["n_cautious"] < power.MAX_SEEDS
+    assert power._equivalence_power(d.mean(), sd, int(e["n"]), 0.05) >= 0.8 > \
+        power._equivalence_power(d.mean(), sd, int(e["n"]) - 1, 0.05)
+    assert t.loc["absent", "pilot_n"] == 0 and "no pilot runs" in t.loc["absent", "note"]
+    assert cli.main(["power", str(prof_f), "--pilot", str(tmp_path / "pilot")]) == 0
+    out = capsys.readouterr().out
+    assert "n (sd at 80%)" in out and "no pilot runs" in out
+    assert cli.main(["power", str(prof_f), "--pilot", str(tmp_path / "nowhere")]) == 2
+    assert "--pilot" in capsys.readouterr().err

@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pw = sub.add_parser("power", help="the smallest p each claim's test can give with its seeds (before the final runs)")
     pw.add_argument("profile", help="configs/<profile>.yaml")
+    pw.add_argument("--pilot", metavar="RESULTS", help="size each claim's seeds from a pilot's runs: a results "
+                                                        "folder of the profile's studies on other seeds")
     pw.set_defaults(func=lambda a: __import__("vgbench.power", fromlist=["x"]).main(a))
 
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")

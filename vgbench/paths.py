@@ -269,14 +269,14 @@ def drawn_from(name: str) -> tuple:
     return ("aggregate stage", "stats stage") + ("theory stage",) * (name in USES_THEORY)
 
 
-def require(results: str | Path, *stages: str, profile=None) -> Path:
+def require(results: str | Path, *stages: str, profile=None, flag: str = "--results") -> Path:
     """Check a results folder before a stage reads it: ConfigError (exit 2) when `--results`
     names no folder, FileNotFoundError naming the stage to run first when an input is missing
     (so a mistyped --results never becomes a new folder of empty figures)."""
     res = Path(results)
     if not res.is_dir():
-        raise ConfigError(f"--results {res}: no such results folder" if not res.exists()
-                          else f"--results {res} is a file, not a results folder")
+        raise ConfigError(f"{flag} {res}: no such results folder" if not res.exists()
+                          else f"{flag} {res} is a file, not a results folder")
     inputs = stage_inputs(res)
     for stage in stages:
         missing = [p for p in inputs[stage] if not p.is_file()]

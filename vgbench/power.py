@@ -17,6 +17,17 @@ below alpha / m can be supported whatever the rest of its family does; below alp
 family's other claims are rejected before it; at or above alpha never. Continuous outcomes
 (t-tests) and equivalence claims (CI inside the margin) have no floor; the pilot's effect and
 spread size them (see the profiles' headers).
+
+`vgbench power PROFILE --pilot RESULTS` sizes them: each claim is evaluated on a pilot's runs (the
+profile's studies, variants and axis values run on other seeds, e.g. an earlier round's results),
+and the table gives the pilot's effect and spread and the seeds that decide the claim with
+probability POWER at alpha / m -- once at the pilot's standard deviation and once at its upper
+SD_LEVEL confidence limit, sd * sqrt((k - 1) / chi2_{1 - SD_LEVEL}(k - 1)) from k pilot units. A
+standard deviation from 5 seeds is itself uncertain (x 1.56 at that limit): the replication profile's
+step-budget claim, sized from 5 seeds' sd of 0.012, met 0.024 in 30 and stayed inconclusive.
+"Decided" is what the evaluator decides: a paired or one-sample t-test significant in either
+direction (supported or not supported), a Welch test likewise, an equivalence CI inside or
+outside the margin, Fisher's test on rates significant.
 """
 from __future__ import annotations
 
@@ -99,9 +110,146 @@ def warning(prof, profile: str) -> str | None:
             f"result: {', '.join(never)} (add seeds; see `vgbench power {profile}`)")
 
 
+POWER = 0.8          # the probability of a decision the sizing asks for
+SD_LEVEL = 0.8       # the confidence level of the pilot sd's upper limit
+MAX_SEEDS = 200      # the sizing's search stops here ("> 200")
+
+
+def _t_power(d: float, n: int, alpha: float, two_sample: bool = False) -> float:
+    """Probability that a two-sided t-test at alpha is significant (either direction) at
+    standardised effect d: one-sample/paired with n units, or two samples of n each."""
+    from scipy import stats as st
+    df = 2 * n - 2 if two_sample else n - 1
+    if df < 1:
+        return 0.0
+    ncp = d * math.sqrt(n / 2 if two_sample else n)
+    t = st.t.ppf(1 - alpha / 2, df)
+    # scipy's noncentral t returns NaN for some far tails (e.g. df 49, ncp 17.7): those are ~0
+    return float(sum(0.0 if math.isnan(v) else v for v in (st.nct.sf(t, df, ncp), st.nct.cdf(-t, df, ncp))))
+
+
+def _equivalence_power(mean: float, sd: float, n: int, margin: float) -> float:
+    """Probability that the 95 % t interval of a mean of n normal units lies entirely inside or
+    entirely outside +-margin. The estimate and the sample sd are independent, so this is the
+    probability for the estimate given the interval's half-width, averaged over the sample sd's
+    scaled chi distribution (400 quantiles)."""
+    import numpy as np
+    from scipy import stats as st
+    if n < 2:
+        return 0.0
+    se = sd / math.sqrt(n)
+    if se == 0:
+        return 0.0 if abs(mean) == margin else 1.0
+    k = 400
+    s = sd * np.sqrt(st.chi2.ppf((np.arange(k) + 0.5) / k, n - 1) / (n - 1))
+    hw = st.t.ppf(0.975, n - 1) * s / math.sqrt(n)
+    inside = np.clip(st.norm.cdf((margin - hw - mean) / se) - st.norm.cdf((-margin + hw - mean) / se), 0, None)
+    outside = st.norm.sf((margin + hw - mean) / se) + st.norm.cdf((-margin - hw - mean) / se)
+    return float(np.mean(inside + outside))
+
+
+def _rates_power(p1: float, p0: float, n: int, alpha: float) -> float:
+    """Exact probability that Fisher's test (two-sided) of k1/n vs k0/n is significant at alpha."""
+    from scipy import stats as st
+    b1, b0 = st.binom.pmf(range(n + 1), n, p1), st.binom.pmf(range(n + 1), n, p0)
+    return float(sum(b1[k1] * b0[k0] for k1 in range(n + 1) for k0 in range(n + 1)
+                     if b1[k1] * b0[k0] > 1e-12
+                     and st.fisher_exact([[k1, n - k1], [k0, n - k0]]).pvalue < alpha))
+
+
+def _smallest(power_of, target: float = POWER) -> int | None:
+    """The smallest n in 2..MAX_SEEDS with power_of(n) >= target, else None (a plain scan: an
+    exact test's power is not monotone in n)."""
+    return next((n for n in range(2, MAX_SEEDS + 1) if power_of(n) >= target), None)
+
+
+def sizing(prof, results) -> "pd.DataFrame":
+    """One row per claim: the pilot's units, effect (in the claimed direction) and sd, the seeds
+    that decide the claim with probability POWER at alpha / m at that sd and at its upper
+    SD_LEVEL limit, and the seeds the profile gives it."""
+    import numpy as np
+    import pandas as pd
+    from scipy import stats as st
+    from vgbench import paths, stats
+    from vgbench.claims import samples
+    res = paths.require(results, "aggregate stage", flag="--pilot")
+    runs = pd.read_parquet(paths.aggregate("runs", res))
+    curves_f = paths.aggregate("curves", res)
+    curves = pd.read_parquet(curves_f) if curves_f.is_file() else None
+    o = stats.outcomes(runs)
+    fam = pd.Series([c.family for c in prof.claims]).value_counts().to_dict()
+    rows = []
+    for c in prof.claims:
+        alpha = ALPHA / fam[c.family]
+        study = prof.studies[c.study]
+        row = {"claim": c.id, "m": fam[c.family], "seeds": len(study.seeds), "pilot_n": 0, "effect": math.nan,
+               "sd": math.nan, "n": None, "n_cautious": None, "note": ""}
+        x = samples(o, curves, c, c.treatment).dropna()
+        y = samples(o, curves, c, c.control).dropna() if c.control is not None else pd.Series(dtype=float)
+        if len(x) < 2 or (c.control is not None and len(y) < 2):
+            rows.append({**row, "pilot_n": len(x), "note": "no pilot runs of its arms (other study or variant names?)"})
+            continue
+        common = x.index.intersection(y.index) if c.control is not None else x.index
+        paired = c.control is None or (c.paired and c.test != "rates" and len(common) >= 2)
+        if c.test == "rates":
+            p1, p0 = float(x.mean()), float(y.mean())
+            row.update(pilot_n=min(len(x), len(y)), effect=c.sign * (p1 - p0) + 0.0)
+            # a pilot rate of 0 or 1 is an estimate too: shrink it half a unit in (Agresti-Coull style)
+            shrink = lambda p, k: (p * k + 0.5) / (k + 1)   # noqa: E731
+            q1, q0 = shrink(p1, len(x)), shrink(p0, len(y))
+            n_ = _smallest(lambda n: _rates_power(q1, q0, n, alpha)) if abs(q1 - q0) > 1e-9 else None
+            row.update(n=n_, n_cautious=n_, note="Fisher, rates shrunk half a run toward 1/2")
+            rows.append(row)
+            continue
+        d = (c.sign * (x.loc[common] - y.loc[common]) if c.control is not None else c.sign * x).to_numpy(float) \
+            if paired else None
+        if paired:
+            k, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+        else:
+            k = min(len(x), len(y))
+            mean = float(c.sign * (x.mean() - y.mean()))
+            sd = float(math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2))
+        sd_hi = sd * math.sqrt((k - 1) / st.chi2.ppf(1 - SD_LEVEL, k - 1))
+        row.update(pilot_n=k, effect=mean + 0.0, sd=sd)
+        if c.test == "equivalence":
+            size = lambda s_: _smallest(lambda n: _equivalence_power(mean, s_, n, c.margin))   # noqa: E731
+        elif sd == 0:   # every unit alike: the evaluator's exact sign test, whose p is 2 * 0.5^n
+            size = lambda s_: max(2, math.ceil(math.log2(2 / alpha) + 1e-9)) if mean != 0 else None   # noqa: E731
+            row["note"] = ("every pilot unit alike: sign-test floor" if mean != 0
+                           else "every pilot pair alike, no difference: no seed count decides it")
+        else:
+            size = lambda s_: _smallest(lambda n: _t_power(abs(mean) / s_, n, alpha, not paired))   # noqa: E731
+        row.update(n=size(sd), n_cautious=size(sd_hi) if sd > 0 else size(sd))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def print_sizing(prof, results) -> None:
+    t = sizing(prof, results)
+    w = max(len(c) for c in t["claim"])
+    lvl = int(round(100 * SD_LEVEL))
+    print(f"{'claim':<{w}}  {'m':>2}  {'pilot n':>7}  {'effect':>9}  {'sd':>9}  {'n':>5}  "
+          f"{f'n (sd at {lvl}%)':>14}  {'seeds':>5}  note")
+    fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3g}"   # noqa: E731
+    cnt = lambda v: f"> {MAX_SEEDS}" if v is None or math.isnan(v) else str(int(v))   # noqa: E731
+    for r in t.to_dict("records"):
+        none = r["pilot_n"] < 2 and r["note"]
+        n, nc = ("-", "-") if none else (cnt(r["n"]), cnt(r["n_cautious"]))
+        print(f"{r['claim']:<{w}}  {r['m']:>2}  {r['pilot_n']:>7}  {fmt(r['effect']):>9}  {fmt(r['sd']):>9}  "
+              f"{n:>5}  {nc:>14}  {r['seeds']:>5}  {r['note']}")
+    print(f"n: seeds (pairs, or runs per arm) that decide the claim with probability {POWER} at alpha / m "
+          f"(alpha {ALPHA}, Holm's first step), at the pilot's sd and at its upper {lvl} % confidence limit")
+
+
 def main(args) -> int:
     from vgbench.grid import load_profile
     prof = load_profile(args.profile)
+    if getattr(args, "pilot", None):
+        if not prof.claims:
+            print(f"{args.profile}: no claims")
+            return 0
+        print_sizing(prof, args.pilot)
+        return 0
     t = table(prof)
     if t.empty:
         print(f"{args.profile}: no claims")
