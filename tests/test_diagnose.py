@@ -422,3 +422,56 @@ def test_a_model_with_one_measured_layer_says_why_there_is_no_ratio():
         p.requires_grad_(False)
     rep = diagnose(net, X)
     assert rep.ratio is None and "(2 with frozen weights are not)" in rep.note
+
+
+def test_where_float32_loses_a_layers_gradient_a_float64_copy_measures_it():
+    """A 50-layer sigmoid MLP: float32's first-layer gradients are 0 (or lost in the subnormal
+    range); diagnose measures again through a float64 copy. Reference: the same model cast to
+    float64 by hand, the first and last Linear outputs' gradients by autograd."""
+    torch.manual_seed(0)
+    model = mlp(50, nn.Sigmoid, width=128)
+    rep = diagnose(model, X)
+    assert rep.ratio < 1e-38 and rep.float64 is not None and 0 in rep.float64["layers"]
+    ref = __import__("copy").deepcopy(model).double()
+    outs = []
+
+    def keep(mod, inp, out):   # returns None: the output stays as it is
+        out.retain_grad()
+        outs.append(out)
+    for m in ref:
+        if isinstance(m, nn.Linear):
+            m.register_forward_hook(keep)
+    y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(0))   # diagnose's default target
+    nn.functional.cross_entropy(ref(X.double()), y).backward()
+    true = (outs[0].grad.norm() / outs[-1].grad.norm()).item()
+    assert 0 < true < 1e-30
+    assert rep.float64["ratio"] == pytest.approx(true, rel=1e-9, abs=0)
+    assert rep.ratio != pytest.approx(true, rel=0.01, abs=0)   # float32 lost digits: 1.1e-43 against 2.4e-43
+    assert next(model.parameters()).dtype == torch.float32 and all(p.grad is None for p in model.parameters())
+    # a healthy model has nothing to measure again
+    assert diagnose(mlp(4, nn.ReLU, init="he"), X).float64 is None
+
+
+def test_a_true_zero_gradient_is_not_called_underflow(capsys, tmp_path):
+    """A layer after which every weight is 0 passes no gradient back in any precision: the float64
+    copy reads 0 too, and the report says it is a true zero."""
+    from vgbench.diagnose import _table
+    model = mlp(4, nn.Tanh)
+    with torch.no_grad():
+        model[4].weight.zero_()
+    rep = diagnose(model, X)
+    assert rep.float64 is not None and rep.float64["ratio"] == 0.0
+    assert "a true zero, not underflow" in _table(rep, False)
+
+
+def test_the_diagnosis_of_a_factory_is_repeatable_and_seeded(tmp_path):
+    """The factory builds its model after torch is seeded (--seed, default 0): the same command
+    gives the same numbers, another seed other ones."""
+    f = tmp_path / "m.py"
+    f.write_text("from torch import nn\ndef make():\n    return nn.Sequential(nn.Linear(40, 16), nn.Tanh(), "
+                 "nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 10))\n")
+    runs = []
+    for i, seed in enumerate(([], [], ["--seed", "1"])):
+        assert cli.main(["diagnose", f"{f}:make", "--input-shape", "40", "--out", str(tmp_path / str(i)), *seed]) == 0
+        runs.append(json.loads((tmp_path / str(i) / "diagnose.json").read_text())["layers"])
+    assert runs[0] == runs[1] and runs[0] != runs[2]

@@ -121,7 +121,7 @@ def test_a_run_records_the_underflowed_ratio_at_init_through_float64(tmp_path):
     task_loss(net64(x.double()), y, task.loss).backward()
     true = (net64.ops[0].weight.grad.norm() / net64.head.weight.grad.norm()).item()
     assert 10 * stats.FLOAT32_TINY < true < 1e-35
-    assert s["grad_ratio_init_f64"] == pytest.approx(true, rel=1e-9)
+    assert s["grad_ratio_init_f64"] == pytest.approx(true, rel=1e-9, abs=0)
     runs = pd.DataFrame([{"stage": "final", "status": "ok", "baseline_metric": "acc", "baseline_value": 0.1,
                           "final.test/acc": 0.1, "labels": "{}", "grad_ratio_final": np.nan,
                           **{k: s[k] for k in ("grad_ratio_init",

@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--input-shape", help="one example's shape, e.g. 40 or 3,32,32 (random inputs)")
     d.add_argument("--task", help="use a batch of a vgbench task instead (mnist1d, digits, adding, ...)")
     d.add_argument("--batch", type=_at_least(1), default=64)
+    d.add_argument("--seed", type=_at_least(0), default=0, help="torch's seed before the factory builds the model")
     d.add_argument("--steps", type=_at_least(0), default=0, help="also measure after this many SGD steps on the batch")
     d.add_argument("--lr", type=_positive_float, default=0.01)
     d.add_argument("--loss", choices=("xent", "mse"), help="default: cross-entropy for class logits, else MSE")

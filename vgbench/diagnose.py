@@ -106,12 +106,13 @@ class Report:
     loss: float | None = None
     activations: list = field(default_factory=list)   # dead / saturated fraction per activation module
     note: str | None = None                             # why the verdict is what it is, where not the ratio
+    float64: dict | None = None                         # where float32 lost a layer's gradient (see again_in_float64)
 
     def to_dict(self) -> dict:
         d = {"verdict": self.verdict, "first_last_ratio": self.ratio, "thresholds": THRESHOLDS,
              "ranges": self.ranges, "layers": self.layers, "time": self.time, "time_verdict": self.time_verdict,
              "theory": self.theory, "advice": self.advice, "loss": self.loss, "activations": self.activations,
-             "note": self.note}
+             "note": self.note, "float64": self.float64}
         if self.after is not None:
             d["after_training"] = self.after.to_dict()
         return d
@@ -393,6 +394,31 @@ def _check_arguments(model, x, loss, steps, lr) -> None:
         raise ConfigError("the model has no trainable parameters (none requires grad): there is no gradient to measure")
 
 
+# float32's smallest normal number: below it a gradient has lost digits, or reached 0, on its way
+FLOAT32_NORMAL = float(torch.finfo(torch.float32).tiny)
+
+
+def again_in_float64(model: nn.Module, x: torch.Tensor, rep: Report, target=None, loss: str | None = None):
+    """Where a float32 model's measurement has a layer whose gradient norm is below float32's smallest
+    normal (1.2e-38: 0, or digits lost) while the loss is finite, the same measurement through a
+    float64 copy of the model on the same input: {"layers": the indices that underflowed, "ratio":
+    float64's first/last ratio, "layers_float64": its rows} (or {"error": ...} where the model cannot
+    be copied or run in float64). None where nothing underflowed. The model is untouched."""
+    from vgbench.instruments import float64_copy
+    if next((p.dtype for p in model.parameters() if p.is_floating_point()), None) != torch.float32:
+        return None
+    low = [r["index"] for r in rep.layers if any(v is not None and math.isfinite(v) and v < FLOAT32_NORMAL
+                                                 for v in (r["out_grad"], r["weight_grad"]))]
+    if not low or rep.loss is None or not math.isfinite(rep.loss):
+        return None
+    to = lambda t: t.double() if t is not None and t.is_floating_point() else t   # noqa: E731
+    try:
+        r64 = measure(float64_copy(model), to(x), to(target), loss)
+    except Exception as e:   # a user's module that cannot be deep-copied or run in float64
+        return {"layers": low, "error": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"}
+    return {"layers": low, "ratio": r64.ratio, "layers_float64": r64.layers}
+
+
 def in_model_dtype(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Float inputs in the dtype of the model's parameters (a bfloat16 or float64 model fed float32
     fails in its first layer); token indices stay integers."""
@@ -407,6 +433,7 @@ def diagnose(model: nn.Module, example_input: torch.Tensor, target=None, loss: s
     _check_arguments(model, example_input, loss, steps, lr)
     example_input = in_model_dtype(model, example_input)
     rep = measure(model, example_input, target, loss)
+    rep.float64 = again_in_float64(model, example_input, rep, target, loss)
     rep.advice = advice(model, rep, results)
     if steps > 0:
         opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -416,6 +443,7 @@ def diagnose(model: nn.Module, example_input: torch.Tensor, target=None, loss: s
             _loss(out, loss, target).backward()
             opt.step()
         rep.after = measure(model, example_input, target, loss)
+        rep.after.float64 = again_in_float64(model, example_input, rep.after, target, loss)
     return rep
 
 
@@ -467,6 +495,18 @@ def _shape(s: str) -> tuple:
     return shape
 
 
+def _spans(idx: list) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, start = [], None
+    for i, k in enumerate(idx):
+        if start is None:
+            start = k
+        if i + 1 == len(idx) or idx[i + 1] != k + 1:
+            out.append(f"{start}-{k}" if k > start else f"{start}")
+            start = None
+    return ", ".join(out)
+
+
 def _table(rep: Report, color: bool) -> str:
     col = {"vanishing": "\033[33m", "exploding": "\033[31m", "healthy": "\033[32m"} if color else {}
     end = "\033[0m" if color else ""
@@ -480,6 +520,17 @@ def _table(rep: Report, color: bool) -> str:
                  f"vanishing < {THRESHOLDS['vanishing_below']:g}, exploding > {THRESHOLDS['exploding_above']:g})")
     if rep.note:
         lines.append(f"  {rep.note}")
+    if rep.float64:
+        f = rep.float64
+        head = (f"  float32 lost the gradient of {len(f['layers'])} layer(s) (norm below {FLOAT32_NORMAL:.2g}: "
+                f"layers {_spans(f['layers'])}); ")
+        if "error" in f:
+            lines.append(head + f"a float64 copy of the model failed: {f['error']}")
+        elif f["ratio"] == 0:
+            lines.append(head + "a float64 copy of the model reads 0 as well: a true zero, not underflow")
+        else:
+            lines.append(head + ("through a float64 copy of the model first/last |dL/dh| = "
+                                 + (f"{f['ratio']:.3g}" if f["ratio"] is not None else "undefined")))
     for r in rep.ranges:
         lines.append(f"  layers {r['layers'][0]}-{r['layers'][1]}: {r['kind']}, x{r['mean_factor_per_layer']:.2f} per "
                      f"layer (thresholds {THRESHOLDS['local_low']} / {THRESHOLDS['local_high']})")
@@ -517,6 +568,7 @@ def main(args) -> int:
         raise ConfigError("give --input-shape (one example's shape, e.g. 40 or 3,32,32) or --task")
     shape = _shape(args.input_shape) if args.input_shape else None
     _check_paths(args)
+    torch.manual_seed(args.seed)   # the factory's initialisation, so a diagnosis can be repeated
     model = load_target(args.target)
     if args.task:
         from vgbench.config import load

@@ -68,6 +68,18 @@ def _of_a_pass(v) -> bool:
     return isinstance(v, dict) and any(_of_a_pass(a) for a in v.values())
 
 
+def float64_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A float64 copy of `model` without gradients; what the last forward pass left on its
+    modules (outputs, captured activations) is not copied. The model is untouched."""
+    import copy
+    memo = {id(v): None if isinstance(v, torch.Tensor) else type(v)()
+            for m in model.modules() for v in vars(m).values() if _of_a_pass(v)}
+    net = copy.deepcopy(model, memo).double()
+    for p in net.parameters():
+        p.grad = None
+    return net
+
+
 def ratio_float64(model, loss_of) -> float:
     """||dL/dW_first|| / ||dL/dW_last|| of `model` computed again through a float64 copy of it.
 
@@ -77,13 +89,7 @@ def ratio_float64(model, loss_of) -> float:
     10^-42.6 in float64). Here the forward and backward run in float64 from the same weights and
     batch. loss_of(net, to) is the loss of `net` on the batch passed through `to` (float tensors
     to float64); the model itself is untouched."""
-    import copy
-    # what the last forward pass left on the modules (outputs, captured activations) is not copied
-    memo = {id(v): None if isinstance(v, torch.Tensor) else type(v)()
-            for m in model.modules() for v in vars(m).values() if _of_a_pass(v)}
-    net = copy.deepcopy(model, memo).double()
-    for p in net.parameters():
-        p.grad = None
+    net = float64_copy(model)
     to = lambda t: t.double() if t.is_floating_point() else t   # noqa: E731 (labels stay integers)
     loss_of(net, to).backward()
     ws = [p for _, p in net.weights()]
