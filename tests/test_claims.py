@@ -128,7 +128,7 @@ def test_paired_claim_matches_scipy_ttest_rel():
     r = claims.evaluate(_o(rows), None, [_mk()]).iloc[0]
     d = np.subtract(A, B)
     assert r["paired"] and r["effect"] == pytest.approx(d.mean())
-    assert r["p"] == pytest.approx(st.ttest_rel(A, B).pvalue)
+    assert r["p"] == pytest.approx(st.ttest_rel(A, B).pvalue, rel=1e-6, abs=0)
     boot = st.bootstrap((d,), np.mean, n_resamples=stats.N_BOOT, method="percentile", rng=np.random.default_rng(0))
     assert (r["ci_low"], r["ci_high"]) == pytest.approx((boot.confidence_interval.low, boot.confidence_interval.high))
     assert r["verdict"] == "supported"
@@ -140,7 +140,7 @@ def test_unpaired_claim_matches_welch_and_direction_flips_the_sign():
     r = claims.evaluate(_o(rows), None, [_mk(direction="less")]).iloc[0]
     assert not r["paired"]
     assert r["effect"] == pytest.approx(np.mean(B) - np.mean(A))
-    assert r["p"] == pytest.approx(st.ttest_ind(A, B, equal_var=False).pvalue)
+    assert r["p"] == pytest.approx(st.ttest_ind(A, B, equal_var=False).pvalue, rel=1e-6, abs=0)
     assert r["ci_high"] < 0 and r["verdict"] == "not supported"
 
 
@@ -150,8 +150,8 @@ def test_holm_within_each_family_only():
     cs = [_mk(id="1"), _mk(id="2", treatment={"variant": "c"}), _mk(id="3", family="other")]
     df = claims.evaluate(_o(rows), None, cs).set_index("id")
     fam = multipletests(df.loc[["1", "2"], "p"], method="holm")[1]
-    assert list(df.loc[["1", "2"], "p_holm"]) == pytest.approx(list(fam))
-    assert df.loc["3", "p_holm"] == pytest.approx(df.loc["3", "p"])  # alone in its family
+    assert list(df.loc[["1", "2"], "p_holm"]) == pytest.approx(list(fam), rel=1e-6, abs=0)
+    assert df.loc["3", "p_holm"] == pytest.approx(df.loc["3", "p"], rel=1e-6, abs=0)  # alone in its family
 
 
 @pytest.mark.parametrize("n, verdict", [(3, "inconclusive"), (6, "supported")])
@@ -165,7 +165,7 @@ def test_underflowed_gradient_ratio_is_censored_not_dropped(n, verdict):
     r = claims.evaluate(_o(rows), None, [c]).iloc[0]
     assert r["effect"] == pytest.approx(-math.log10(stats.FLOAT32_TINY))
     assert r["experiment"] == "s: activation sigmoid, against 0"   # once '... vs 0', as if comparing inits
-    assert r["p"] == pytest.approx(st.binomtest(n, n, 0.5).pvalue) and r["verdict"] == verdict
+    assert r["p"] == pytest.approx(st.binomtest(n, n, 0.5).pvalue, rel=1e-6, abs=0) and r["verdict"] == verdict
     # every run at the floor: the effect is censored, and the paper says so -- not that it is a bound
     # (it said 'a lower bound'; in float64 the default's 50-layer sigmoid nets sit ~2 decades above the floor)
     assert r["caveat"] == (f"{n} of {n} runs' first-layer gradient underflowed float32: the effect is censored "
@@ -194,7 +194,7 @@ def test_rates_claim_uses_fisher_on_divergence_counts():
              "status": status} for v, status in (("b", "diverged"), ("a", "ok")) for i in range(5)]
     c = _mk(outcome="diverged", direction="less", test="rates")
     r = claims.evaluate(_o(rows), None, [c]).iloc[0]
-    assert r["effect"] == 1.0 and r["p"] == pytest.approx(st.fisher_exact([[0, 5], [5, 0]]).pvalue)
+    assert r["effect"] == 1.0 and r["p"] == pytest.approx(st.fisher_exact([[0, 5], [5, 0]]).pvalue, rel=1e-6, abs=0)
     assert r["verdict"] == "supported"
     # the same 5/5 vs 0/5 among 20 claims of one family: inconclusive for lack of seeds, said so
     many = [c] + [_mk(id=f"x{i}", outcome="diverged", direction="less", test="rates") for i in range(19)]
@@ -273,7 +273,7 @@ def test_constant_paired_difference_uses_the_exact_sign_test():
     rows = [{"study": "s", "variant": v, "labels": "{}", "seed": i, "run_id": f"{v}{i}", "final.test/acc": x}
             for v, x in (("a", 0.9), ("b", 0.5)) for i in range(3)]
     r = claims.evaluate(_o(rows), None, [_mk()]).iloc[0]
-    assert r["paired"] and r["p"] == pytest.approx(0.25) and r["verdict"] == "inconclusive"
+    assert r["paired"] and r["p"] == pytest.approx(0.25, rel=1e-6, abs=0) and r["verdict"] == "inconclusive"
 
 
 def test_quoted_and_tabled_ratios_are_bounds_where_runs_underflowed():

@@ -194,7 +194,8 @@ def test_smoke_analysis_outputs_exist_and_parse(smoke):
     d = (mlp.loc["batch_norm"] - mlp.loc["baseline"]).to_numpy()
     assert claims.loc["batch_norm_helps", "effect"] == pytest.approx(d.mean())
     assert claims.loc["batch_norm_helps", "p"] == pytest.approx(st.ttest_rel(mlp.loc["batch_norm"],
-                                                                               mlp.loc["baseline"]).pvalue)
+                                                                               mlp.loc["baseline"]).pvalue,
+                                                                  rel=1e-6, abs=0)
     assert claims.loc["batch_norm_helps", "ci_low"] < claims.loc["batch_norm_helps", "ci_high"]
     for n in FIGS:
         assert (res / "figures" / f"{n}.pdf").stat().st_size > 1000, n
