@@ -53,7 +53,8 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 20
                                              "the 8 of sigmoid_init at dc446a8; the 43 with a gradient norm below "
                                              "1e-10 re-measured at 1519ffe, claims unchanged"),
            EVIDENCE / "replication_claims.csv": ("replication profile, run 2026-12-04: 516 runs at commit 6049f94 "
-                                                "(pre-registered there), AMD EPYC, native AVX-512 kernels")}
+                                                "(pre-registered there), the 610 of its second round at c8f5f80 "
+                                                "(likewise), AMD EPYC, native AVX-512 kernels")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
@@ -80,7 +81,8 @@ ADVICE = {
                                                     "for tanh) instead of large weights"),
     "branch_scaling": ("gradients explode without normalisation", ["fixup_trains_deep", "rezero_trains_deep",
                                                                    "rezero_conv_high_lr", "fixup_conv_high_lr",
-                                                                   "rezero_conv_beats_plain_best_30_seeds"],
+                                                                   "rezero_conv_beats_plain_best_30_seeds",
+                                                                   "rezero_conv_beats_plain_best_105_seeds"],
                        "if the net is residual: scaled branches (Fixup, or ReZero: h = x + alpha F(x), alpha = 0 "
                        "at init) instead of normalisation"),
     "forget_bias": ("LSTM gradients vanish through time", ["chrono_helps", "forget_bias1_helps"],
