@@ -178,3 +178,14 @@ def test_sizing_from_a_pilot_against_hand_values(tmp_path, capsys):
     assert "n (sd at 80%)" in out and "no pilot runs" in out
     assert cli.main(["power", str(prof_f), "--pilot", str(tmp_path / "nowhere")]) == 2
     assert "--pilot" in capsys.readouterr().err
+
+
+def test_fisher_significance_table_equals_scipy_table_by_table():
+    """The sizing's vectorised Fisher test against scipy.stats.fisher_exact on every table."""
+    from scipy import stats as st
+    for n in (1, 4, 9, 13):
+        for alpha in (0.05, 0.0125):
+            sig = power._fisher_significant(n, alpha)
+            for k1 in range(n + 1):
+                for k0 in range(n + 1):
+                    assert sig[k1, k0] == (st.fisher_exact([[k1, n - k1], [k0, n - k0]]).pvalue < alpha), (n, k1, k0)

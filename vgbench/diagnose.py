@@ -396,26 +396,22 @@ def _check_arguments(model, x, loss, steps, lr) -> None:
         raise ConfigError("the model has no trainable parameters (none requires grad): there is no gradient to measure")
 
 
-# float32's smallest normal number: below it a gradient has lost digits, or reached 0, on its way
-FLOAT32_NORMAL = float(torch.finfo(torch.float32).tiny)
-
-
 def again_in_float64(model: nn.Module, x: torch.Tensor, rep: Report, target=None, loss: str | None = None):
-    """Where a float32 model's measurement has a layer whose gradient norm is below float32's smallest
-    normal (1.2e-38: 0, or digits lost) while the loss is finite, the same measurement through a
-    float64 copy of the model on the same input: {"layers": the indices that underflowed, "ratio":
-    float64's first/last ratio, "layers_float64": its rows} (or {"error": ...} where the model cannot
-    be copied or run in float64). None where nothing underflowed. The model is untouched."""
-    from vgbench.instruments import float64_copy
+    """Where a float32 model's measurement has a layer whose gradient norm is below SMALL_NORM (1e-10,
+    the instruments' own threshold: below it float32's backward can lose digits, or reach 0) while
+    the loss is finite, the same measurement through a float64 copy of the model on the same input,
+    as a run does for its ratio at init: {"layers": those indices, "ratio": float64's first/last
+    ratio, "layers_float64": its rows} (or {"error": ...} where the model cannot be copied or run in
+    float64). None where no layer is that small. The model is untouched."""
+    from vgbench.instruments import SMALL_NORM, as_float64, float64_copy
     if next((p.dtype for p in model.parameters() if p.is_floating_point()), None) != torch.float32:
         return None
-    low = [r["index"] for r in rep.layers if any(v is not None and math.isfinite(v) and v < FLOAT32_NORMAL
+    low = [r["index"] for r in rep.layers if any(v is not None and math.isfinite(v) and v < SMALL_NORM
                                                  for v in (r["out_grad"], r["weight_grad"]))]
     if not low or rep.loss is None or not math.isfinite(rep.loss):
         return None
-    to = lambda t: t.double() if t is not None and t.is_floating_point() else t   # noqa: E731
     try:
-        r64 = measure(float64_copy(model), to(x), to(target), loss)
+        r64 = measure(float64_copy(model), as_float64(x), as_float64(target), loss)
     except Exception as e:   # a user's module that cannot be deep-copied or run in float64
         return {"layers": low, "error": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"}
     return {"layers": low, "ratio": r64.ratio, "layers_float64": r64.layers}
@@ -524,8 +520,8 @@ def _table(rep: Report, color: bool) -> str:
         lines.append(f"  {rep.note}")
     if rep.float64:
         f = rep.float64
-        head = (f"  float32 lost the gradient of {len(f['layers'])} layer(s) (norm below {FLOAT32_NORMAL:.2g}: "
-                f"layers {_spans(f['layers'])}); ")
+        head = (f"  {len(f['layers'])} layer(s) with a gradient norm below 1e-10, where float32 can lose digits "
+                f"(layers {_spans(f['layers'])}); ")
         if "error" in f:
             lines.append(head + f"a float64 copy of the model failed: {f['error']}")
         elif f["ratio"] == 0:

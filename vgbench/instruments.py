@@ -68,6 +68,11 @@ def _of_a_pass(v) -> bool:
     return isinstance(v, dict) and any(_of_a_pass(a) for a in v.values())
 
 
+def as_float64(t):
+    """A float tensor in float64; integer tensors (labels, token indices) and None as they are."""
+    return t.double() if t is not None and t.is_floating_point() else t
+
+
 def float64_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A float64 copy of `model` without gradients; what the last forward pass left on its
     modules (outputs, captured activations) is not copied. The model is untouched."""
@@ -90,8 +95,7 @@ def ratio_float64(model, loss_of) -> float:
     batch. loss_of(net, to) is the loss of `net` on the batch passed through `to` (float tensors
     to float64); the model itself is untouched."""
     net = float64_copy(model)
-    to = lambda t: t.double() if t.is_floating_point() else t   # noqa: E731 (labels stay integers)
-    loss_of(net, to).backward()
+    loss_of(net, as_float64).backward()
     ws = [p for _, p in net.weights()]
     g = [p.grad if p.grad is not None else torch.zeros_like(p) for p in (ws[0], ws[-1])]
     return float(g[0].norm() / g[1].norm())

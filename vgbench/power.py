@@ -148,13 +148,27 @@ def _equivalence_power(mean: float, sd: float, n: int, margin: float) -> float:
     return float(np.mean(inside + outside))
 
 
+def _fisher_significant(n: int, alpha: float):
+    """(n+1) x (n+1) booleans: whether Fisher's two-sided test of k1/n vs k0/n is significant at
+    alpha. Given the k1 + k0 = K diverged runs, k1 is hypergeometric; the p-value sums the
+    probabilities of the tables no more likely than the one seen (scipy's definition, with its
+    relative tolerance of 1e-7), one K at a time instead of one scipy call per table."""
+    import numpy as np
+    from scipy import stats as st
+    sig = np.zeros((n + 1, n + 1), dtype=bool)
+    for K in range(2 * n + 1):
+        k1 = np.arange(max(0, K - n), min(n, K) + 1)
+        pmf = st.hypergeom.pmf(k1, 2 * n, n, K)
+        p = (pmf[None, :] * (pmf[None, :] <= pmf[:, None] * (1 + 1e-7))).sum(1)
+        sig[k1, K - k1] = p < alpha
+    return sig
+
+
 def _rates_power(p1: float, p0: float, n: int, alpha: float) -> float:
     """Exact probability that Fisher's test (two-sided) of k1/n vs k0/n is significant at alpha."""
     from scipy import stats as st
     b1, b0 = st.binom.pmf(range(n + 1), n, p1), st.binom.pmf(range(n + 1), n, p0)
-    return float(sum(b1[k1] * b0[k0] for k1 in range(n + 1) for k0 in range(n + 1)
-                     if b1[k1] * b0[k0] > 1e-12
-                     and st.fisher_exact([[k1, n - k1], [k0, n - k0]]).pvalue < alpha))
+    return float((b1[:, None] * b0[None, :] * _fisher_significant(n, alpha)).sum())
 
 
 def _smallest(power_of, target: float = POWER) -> int | None:
@@ -201,9 +215,8 @@ def sizing(prof, results) -> "pd.DataFrame":
             row.update(n=n_, n_cautious=n_, note="Fisher, rates shrunk half a run toward 1/2")
             rows.append(row)
             continue
-        d = (c.sign * (x.loc[common] - y.loc[common]) if c.control is not None else c.sign * x).to_numpy(float) \
-            if paired else None
         if paired:
+            d = (c.sign * (x.loc[common] - y.loc[common]) if c.control is not None else c.sign * x).to_numpy(float)
             k, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
         else:
             k = min(len(x), len(y))
