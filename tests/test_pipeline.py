@@ -268,3 +268,33 @@ def test_manifest_verify_passes_then_names_the_modified_file(smoke, capsys):
             target.write_bytes(saved)
     finally:
         os.chdir(cwd)
+
+
+def test_a_tuned_study_added_after_the_lrs_were_selected_is_tuned_then_trained(tmp_path):
+    """A profile grown by a tuned study (the replication profile's third round) stopped both the dry
+    run and the run at "no selected lr for <new condition>; run the tune stage first": the final
+    jobs were expanded from the old lr selection before the tune sweep could remove it."""
+    study = lambda steps: {"base": {"model": "mlp", "depth": 2, "width": 8, "optimizer": "sgd", "steps": steps},
+                           "seeds": 2, "lr_grid": [0.1, 1.0], "tune_steps": 5}
+    prof = {"profile": "grown", "description": "test", "tune_seeds": [100], "job_by": "study",
+            "defaults": {"task": "mnist1d", "batch_size": 50, "record_points": 2},
+            "studies": {"first": study(10)}}
+    path = tmp_path / "grown.yaml"
+    path.write_text(yaml.safe_dump(prof))
+    target = "results/aggregate/runs.parquet"
+    snake(tmp_path, target, "--configfile", str(path))
+    res = tmp_path / "results"
+    old = {str(p): p.stat().st_mtime_ns for p in (res / "runs").glob("*/summary.json")}
+    assert len(old) == 2 * 1 + 2                        # 2 lrs x 1 tune seed, 2 final seeds
+    prof["studies"]["second"] = study(7)
+    path.write_text(yaml.safe_dump(prof))
+    dry = snake(tmp_path, target, "-n", "--configfile", str(path))
+    assert executed(dry, "tune_job") == 1          # Snakemake sees select_lr's inputs changed ...
+    shutil.rmtree(tmp_path / ".snakemake/metadata")  # ... unless its records are gone (a copied folder)
+    dry = snake(tmp_path, target, "-n", "--configfile", str(path))
+    assert "1 tuned condition(s) added since the lrs were selected (e.g. second-" in dry.stderr
+    p = snake(tmp_path, target, "--configfile", str(path))
+    assert executed(p, "tune_job") == 1 and (p.stdout + p.stderr).count("checkpoint select_lr:") == 1
+    runs = pd.read_parquet(res / "aggregate/runs.parquet")
+    assert sorted(runs[runs.stage == "final"].study) == ["first", "first", "second", "second"]
+    assert all(Path(f).stat().st_mtime_ns == t for f, t in old.items())   # nothing retrained

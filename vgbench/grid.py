@@ -337,15 +337,27 @@ def tune_key_of(study: Study, variant: str, labels: tuple, m: dict) -> str:
     return _make(study, "final", variant, labels, merge(m, {"seed": study.seeds[0]})).tune_key
 
 
-def final_specs(prof: Profile, selected: dict[str, float] | None) -> list[RunSpec]:
+def unselected(prof: Profile, selected: dict[str, float]) -> list[str]:
+    """The tuned conditions (tune keys) that `selected` holds no lr for: a study added to the
+    profile after its lrs were selected."""
+    return [tune_key_of(study, variant, labels, m) for study in prof.studies.values() if study.lr_grid
+            for variant, labels, m in _conditions(study)
+            if tune_key_of(study, variant, labels, m) not in selected]
+
+
+def final_specs(prof: Profile, selected: dict[str, float] | None, partial: bool = False) -> list[RunSpec]:
     """Final seeds of every condition; a tuned study's lr comes from `selected`
     (tune_key -> lr). With selected=None a tuned condition's lr must already be known:
-    pass {} to expand with the base lr (used for validation and listing)."""
+    pass {} to expand with the base lr (used for validation and listing). partial=True leaves
+    out the conditions `selected` does not cover (a study added since the selection was made)
+    instead of refusing them."""
     out = []
     for study in prof.studies.values():
         for variant, labels, m in _conditions(study):
             if study.lr_grid and selected:
                 key = tune_key_of(study, variant, labels, m)
+                if key not in selected and partial:
+                    continue
                 if key not in selected:
                     raise ConfigError(f"no selected lr for {key}; run the tune stage first")
                 if selected[key] is None:

@@ -101,15 +101,26 @@ CODE_STAMP = str(paths.code_stamp(R))
 
 
 # final first: a stale tune job removes the selection the final jobs are read from, and final runs
-# missing beside it were then left to a second invocation (aggregate stopped at them in between)
+# missing beside it were then left to a second invocation (aggregate stopped at them in between).
+# partial: a tuned study added to the profile since the selection was made has no lr in it yet (its
+# tune jobs are new, so the tune sweep below removes the selection); the dry run and the run stopped
+# at "no selected lr ... run the tune stage first" instead of tuning it
 if not TUNED or Path(SELECTED).exists():
-    sweep("final", grid.jobs(grid.final_specs(PROF, read_selected(SELECTED) if TUNED else {})), AGGREGATES)
+    sweep("final", grid.jobs(grid.final_specs(PROF, read_selected(SELECTED) if TUNED else {}, partial=True)),
+          AGGREGATES)
 sweep("tune", TUNE_JOBS, [SELECTED, *AGGREGATES])
 
 
 def final_jobs():
     """Final-stage jobs, known once select_lr (a checkpoint) has run."""
     selected = read_selected(checkpoints.select_lr.get().output[0]) if TUNED else {}
+    if DRY and TUNED and (new := grid.unselected(PROF, selected)):
+        # the selection predates a tuned study: a real run removes it in the tune sweep (the study's
+        # tune jobs are new) and selects again; a dry run left it, so it can list only the others
+        print(f"vgbench: {len(new)} tuned condition(s) added since the lrs were selected (e.g. {new[0]}): "
+              f"their tune jobs run first, then select_lr, then their final jobs, which a dry run "
+              f"cannot list yet", file=sys.stderr)
+        return grid.jobs(grid.final_specs(PROF, selected, partial=True))
     return grid.jobs(grid.final_specs(PROF, selected))
 
 
