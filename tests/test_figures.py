@@ -95,6 +95,7 @@ def test_figure_draws_data_from_synthetic_frame(name, tmp_path):
     assert drawn > 0
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert not any("no data" in t for t in texts), f"{name} found no data in the synthetic frame"
+    assert not style.is_blank(fig)
     files = style.save(fig, str(tmp_path / name), {"figure": name, "commit": "abc", "profile_hash": "123"})
     from PIL import Image
     meta = Image.open(files[1]).info
@@ -102,12 +103,16 @@ def test_figure_draws_data_from_synthetic_frame(name, tmp_path):
     assert b"abc" in open(files[0], "rb").read()
 
 
-@pytest.mark.parametrize("name", ["grad_depth_init", "mitigation_effects", "exploding"])
-def test_figure_on_empty_frames_says_so(name):
+@pytest.mark.parametrize("name", NAMES)
+def test_figure_on_empty_frames_says_so_and_is_blank(name, tmp_path):
+    """Blank: the paper leaves the figure out (paper.py reads it back from the file's provenance)."""
     import importlib
     empty = {k: pd.DataFrame() for k in synthetic_frames()}
     fig = importlib.import_module(f"vgbench.figures.{name}").make(empty)
     assert any("no data" in t.get_text() for ax in fig.axes for t in ax.texts)
+    assert style.is_blank(fig)
+    style.save(fig, str(tmp_path / name), {"figure": name})
+    assert style.blank_in(tmp_path / f"{name}.png")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -267,4 +272,5 @@ def test_a_figure_whose_every_gradient_norm_underflowed_says_so(name):
     assert not [ln for ax in fig.axes for ln in ax.lines if len(set(ln.get_ydata())) > 1 or len(ln.get_xdata()) > 2]
     if name != "length_vs_depth":   # (its one panel says "no data")
         assert texts and set(texts) == {UNDERFLOWED}, texts
+        assert not style.is_blank(fig)   # a finding, kept in the paper
     plt.close(fig)

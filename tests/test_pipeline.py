@@ -227,12 +227,39 @@ def test_paper_has_every_figure_and_table(smoke):
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
     n_fig = len(set(re.findall(r"Figure (\d+):", text)))
     n_tab = len(set(re.findall(r"Table (\d+):", text)))
-    assert n_fig == len(FIGS) and n_tab == 6
+    assert n_fig == len(FIGS) and n_tab == 6   # the smoke profile draws every figure
+    assert "no data in this profile" not in text
     assert "declared in the profile before the runs, tested" in text
     answers = text[text.index("Answers"):text.index("Results")]
     for q in grid.load_profile(REPO / "configs/smoke.yaml").questions:
         assert q.question in " ".join(answers.replace("’", "'").split()), q.question   # LaTeX typesets ' as ’
     assert "Supported: Sigmoid nets' gradients vanish with depth" in " ".join(answers.replace("’", "'").split())
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None, reason="latexmk not installed (CI installs it)")
+def test_a_figure_without_data_in_the_profile_is_left_out_of_the_paper_with_its_paragraph(smoke, tmp_path):
+    """A profile without a study a figure draws got a page of "no data in this profile" panels and
+    a paragraph of dashes about them (the replication profile's paper: 14 pages, 10 of its 14
+    figures blank)."""
+    import importlib
+    from vgbench import cli
+    from vgbench.figures import NAMES as FIGS, style
+    work, _ = smoke
+    res = tmp_path / "results"
+    shutil.copytree(work / "results", res, ignore=shutil.ignore_patterns("runs", "wandb", "paper_build"))
+    style.apply()
+    blank = importlib.import_module("vgbench.figures.phase_diagram").make(
+        {k: pd.DataFrame() for k in ("runs", "curves", "conditions", "theory")})
+    assert style.is_blank(blank)
+    style.save(blank, str(res / "figures/phase_diagram"), {"figure": "phase_diagram"})
+    assert style.blank_in(res / "figures/phase_diagram.png")
+    assert not style.blank_in(res / "figures/exploding.png")
+    out = tmp_path / "p.pdf"
+    assert cli.main(["paper", str(REPO / "configs/smoke.yaml"), "--results", str(res), "--out", str(out)]) == 0
+    text = " ".join(subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True).stdout.split())
+    assert len(set(re.findall(r"Figure (\d+):", text))) == len(FIGS) - 1
+    assert "no data in this profile" not in text and "Where depth stops being trainable" not in text
+    assert "Exploding gradients" in text and "This profile's studies draw none" not in text
 
 
 def test_manifest_verify_passes_then_names_the_modified_file(smoke, capsys):

@@ -32,6 +32,12 @@ def main(args) -> int:
     # the results folder relative to the build folder inside it: a folder name with #, %, { or ~
     # in it would break LaTeX if written out
     (build / "paths.tex").write_text("\\newcommand{\\vgresults}{..}\n")
+    # the figures with data in this profile: main.tex shows a figure, and the paragraph about it,
+    # only where its \vgshown@<name> is defined (a blank one said "no data in this profile")
+    from vgbench.figures import style
+    shown = sorted(f.stem for f in (res / "figures").glob("*.png") if not style.blank_in(f))
+    (build / "shown.tex").write_text("".join(f"\\expandafter\\def\\csname vgshown@{n}\\endcsname{{}}\n"
+                                             for n in shown) + ("\\def\\vgshownany{}\n" if shown else ""))
     cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-jobname=vgbench", "main.tex"]
     p = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
     if p.returncode != 0:

@@ -81,7 +81,7 @@ def log_lines(ax, data: pd.DataFrame, x: str, y: str, hue: str, **kw) -> bool:
     drawn = log_rows(data, [hue], x, y)
     if drawn.empty:
         from vgbench.figures import style
-        style.empty(ax, *([UNDERFLOWED] if len(data) else []))
+        style.empty(ax, *([UNDERFLOWED] if len(data) else []), blank=not len(data))
         return False
     ax.set_yscale("log")
     with warnings.catch_warnings():   # every line flat on an empty log axis: matplotlib widens it itself

@@ -21,14 +21,35 @@ def apply() -> None:
                          "pdf.fonttype": 42})
 
 
-def empty(ax, text="no data in this profile"):
+def empty(ax, text="no data in this profile", blank=True):
+    """A panel with nothing to draw says so. blank=False where the note itself is a finding (every
+    norm underflowed): a figure whose every panel is blank is left out of the paper (see save)."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8, color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])
+    ax._vgbench_blank = blank
+
+
+def is_blank(fig) -> bool:
+    """Whether every visible panel of `fig` had no data in this profile."""
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    return bool(shown) and all(getattr(ax, "_vgbench_blank", False) for ax in shown)
+
+
+def blank_in(png) -> bool:
+    """Whether a figure file written by `save` was blank (from its provenance; False if unreadable)."""
+    from PIL import Image
+    try:
+        with Image.open(png) as im:
+            return bool(json.loads(im.info.get("Description", "{}")).get("blank", False))
+    except (OSError, ValueError):
+        return False
 
 
 def save(fig, path_stem: str, provenance: dict) -> list[str]:
     """Write <stem>.pdf and <stem>.png with the provenance in each file's metadata."""
+    if is_blank(fig):   # the paper leaves it out (only then the key: other figures' bytes unchanged)
+        provenance = {**provenance, "blank": True}
     blob = json.dumps(provenance, sort_keys=True)
     # no CreationDate: the same data and code give the same bytes (the provenance says what made it)
     meta = {"pdf": {"Title": provenance.get("figure", ""), "Subject": blob, "Creator": "vgbench", "CreationDate": None},
