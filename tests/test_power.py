@@ -3,6 +3,8 @@ from math import comb
 from pathlib import Path
 
 import pandas as pd
+import re
+
 import pytest
 import yaml
 
@@ -140,14 +142,18 @@ def test_sizing_from_a_pilot_against_hand_values(tmp_path, capsys):
         "profile": "p", "defaults": {"task": "mnist1d", "batch_size": 100},
         "studies": {"s": {"base": {"model": "mlp", "depth": 2, "width": 8, "steps": 10, "lr": 0.1},
                           "variants": {"a": {}, "b": {"activation": "relu"}}, "seeds": 12},
-                    "other": {"base": {"model": "mlp", "depth": 2, "width": 8, "steps": 10, "lr": 0.1}, "seeds": 5}},
+                    "other": {"base": {"model": "mlp", "depth": 2, "width": 8, "steps": 10, "lr": 0.1}, "seeds": 5},
+                    "s_again": {"base": {"model": "mlp", "depth": 2, "width": 8, "steps": 10, "lr": 0.1},
+                                "variants": {"a": {}, "b": {"activation": "relu"}}, "seeds": 30}},
         "questions": [{"id": "q", "question": "?"}],
         "claims": [
             {"id": "sup", "question": "q", "text": "t", "study": "s", "family": "f",
              "treatment": {"variant": "b"}, "control": {"variant": "a"}, "outcome": "score"},
             {"id": "eq", "question": "q", "text": "t", "study": "s", "family": "f", "test": "equivalence",
              "margin": 0.05, "treatment": {"variant": "b"}, "control": {"variant": "a"}, "outcome": "score"},
-            {"id": "absent", "question": "q", "text": "t", "study": "other", "treatment": {}, "outcome": "score"}]}))
+            {"id": "absent", "question": "q", "text": "t", "study": "other", "treatment": {}, "outcome": "score"},
+            {"id": "again", "question": "q", "text": "t", "study": "s_again", "family": "g",
+             "treatment": {"variant": "b"}, "control": {"variant": "a"}, "outcome": "score"}]}))
     prof = grid.load_profile(prof_f)
     a = [0.50, 0.52, 0.47, 0.55, 0.49, 0.51]
     diff = [0.03, 0.01, 0.06, -0.01, 0.04, 0.02]
@@ -178,6 +184,24 @@ def test_sizing_from_a_pilot_against_hand_values(tmp_path, capsys):
     assert "n (sd at 80%)" in out and "no pilot runs" in out
     assert cli.main(["power", str(prof_f), "--pilot", str(tmp_path / "nowhere")]) == 2
     assert "--pilot" in capsys.readouterr().err
+    # a redesign under a new name, sized from the old study's runs (--study NEW=OLD): the same
+    # effect and sd, sized at alpha 0.05 (its own family); once for each study it stands for
+    assert t.loc["again", "pilot_n"] == 0
+    t2 = power.sizing(prof, tmp_path / "pilot", {"s_again": "s", "other": "s"}).set_index("claim")
+    g = t2.loc["again"]
+    assert (g["pilot_n"], g["m"], g["seeds"]) == (6, 1, 30)
+    assert g["effect"] == pytest.approx(d.mean()) and g["sd"] == pytest.approx(sd)
+    need1 = lambda s_: math.ceil(TTestPower().solve_power(effect_size=d.mean() / s_, power=0.8, alpha=0.05))  # noqa: E731
+    assert (g["n"], g["n_cautious"]) == (need1(sd), need1(sd_hi))
+    assert t2.loc["sup", "effect"] == pytest.approx(d.mean())          # the old study still answers its own
+    assert cli.main(["power", str(prof_f), "--pilot", str(tmp_path / "pilot"), "--study", "s_again=s"]) == 0
+    assert re.search(r"again +1 +6 ", capsys.readouterr().out)
+    for bad, words in (("nope=s", "'nope' is not a study of p"), ("s_again=nope", "no runs of study 'nope'")):
+        assert cli.main(["power", str(prof_f), "--pilot", str(tmp_path / "pilot"), "--study", bad]) == 2
+        assert words in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:   # argparse's own exit
+        cli.main(["power", str(prof_f), "--pilot", str(tmp_path / "pilot"), "--study", "s_again"])
+    assert e.value.code == 2 and "--study: must be NEW=OLD" in capsys.readouterr().err
 
 
 def test_fisher_significance_table_equals_scipy_table_by_table():

@@ -55,6 +55,14 @@ def _grid(args) -> int:
     return 0
 
 
+def _study_map(text: str) -> tuple[str, str]:
+    """argparse type: NEW=OLD, two non-empty study names."""
+    new, sep, old = text.partition("=")
+    if not sep or not new.strip() or not old.strip():
+        raise argparse.ArgumentTypeError(f"must be NEW=OLD (two study names), got {text!r}")
+    return new.strip(), old.strip()
+
+
 def _at_least(low: int):
     """argparse type: an integer >= low (a bad value exits 2 naming the option, like any argparse error)."""
     def parse(text: str) -> int:
@@ -159,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("profile", help="configs/<profile>.yaml")
     pw.add_argument("--pilot", metavar="RESULTS", help="size each claim's seeds from a pilot's runs: a results "
                                                         "folder of the profile's studies on other seeds")
+    pw.add_argument("--study", metavar="NEW=OLD", action="append", type=_study_map,
+                    help="with --pilot: the pilot's runs of study OLD stand for the profile's study NEW "
+                         "(a redesign under a new name; its variants keep their names); repeatable")
     pw.set_defaults(func=lambda a: __import__("vgbench.power", fromlist=["x"]).main(a))
 
     b = sub.add_parser("bench", help="instrumented Lightning run vs a bare PyTorch loop (steps/s)")

@@ -177,10 +177,11 @@ def _smallest(power_of, target: float = POWER) -> int | None:
     return next((n for n in range(2, MAX_SEEDS + 1) if power_of(n) >= target), None)
 
 
-def sizing(prof, results) -> "pd.DataFrame":
+def sizing(prof, results, studies: dict[str, str] | None = None) -> "pd.DataFrame":
     """One row per claim: the pilot's units, effect (in the claimed direction) and sd, the seeds
     that decide the claim with probability POWER at alpha / m at that sd and at its upper
-    SD_LEVEL limit, and the seeds the profile gives it."""
+    SD_LEVEL limit, and the seeds the profile gives it. `studies` maps a profile's study to the
+    pilot's study whose runs stand for it (a redesign under a new name: {new: old})."""
     import numpy as np
     import pandas as pd
     from scipy import stats as st
@@ -190,6 +191,8 @@ def sizing(prof, results) -> "pd.DataFrame":
     runs = pd.read_parquet(paths.aggregate("runs", res))
     curves_f = paths.aggregate("curves", res)
     curves = pd.read_parquet(curves_f) if curves_f.is_file() else None
+    if studies:
+        runs, curves = _as_studies(prof, runs, curves, studies)
     o = stats.outcomes(runs)
     fam = pd.Series([c.family for c in prof.claims]).value_counts().to_dict()
     rows = []
@@ -237,8 +240,32 @@ def sizing(prof, results) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def print_sizing(prof, results) -> None:
-    t = sizing(prof, results)
+def _as_studies(prof, runs, curves, studies: dict[str, str]):
+    """The pilot's runs (and curves) of study `old` relabelled as the profile's `new`, for each
+    new -> old; a name that is neither the profile's nor the pilot's is a ConfigError."""
+    from vgbench.config import ConfigError
+    have = sorted(set(runs["study"]))
+    for new, old in studies.items():
+        if new not in prof.studies:
+            raise ConfigError(f"--study {new}={old}: {new!r} is not a study of {prof.name} "
+                              f"(studies: {', '.join(prof.studies)})")
+        if old not in have:
+            raise ConfigError(f"--study {new}={old}: the pilot has no runs of study {old!r} "
+                              f"(its studies: {', '.join(have)})")
+    import pandas as pd
+    parts_r, parts_c = [runs[~runs["study"].isin(set(studies))]], [] if curves is None else [curves]
+    for new, old in studies.items():
+        r = runs[runs["study"] == old]
+        ids = {i: f"{i}@{new}" for i in r["run_id"]}   # a copy per new study: one pilot study may stand for two
+        parts_r.append(r.assign(study=new, run_id=r["run_id"].map(ids)))
+        if curves is not None and "run_id" in curves:
+            c = curves[curves["run_id"].isin(set(ids))]
+            parts_c.append(c.assign(run_id=c["run_id"].map(ids)))
+    return pd.concat(parts_r, ignore_index=True), (pd.concat(parts_c, ignore_index=True) if parts_c else None)
+
+
+def print_sizing(prof, results, studies: dict[str, str] | None = None) -> None:
+    t = sizing(prof, results, studies)
     w = max(len(c) for c in t["claim"])
     lvl = int(round(100 * SD_LEVEL))
     print(f"{'claim':<{w}}  {'m':>2}  {'pilot n':>7}  {'effect':>9}  {'sd':>9}  {'n':>5}  "
@@ -261,7 +288,7 @@ def main(args) -> int:
         if not prof.claims:
             print(f"{args.profile}: no claims")
             return 0
-        print_sizing(prof, args.pilot)
+        print_sizing(prof, args.pilot, dict(getattr(args, "study", None) or []))
         return 0
     t = table(prof)
     if t.empty:
