@@ -388,7 +388,23 @@ def test_lstm_vanishing_through_time_gets_the_forget_bias_advice_with_shipped_fr
     shipped = pd.read_csv(EVIDENCE / "frontier_claims.csv").set_index("id")
     assert [e["effect"] for e in fb[0]["evidence"]] == [shipped.loc["chrono_helps", "effect"],
                                                        shipped.loc["forget_bias1_helps", "effect"]]
-    assert not any("LSTM or GRU" in a["mitigation"] for a in rep.advice)   # it already is one
+    assert not any("LSTM or GRU" in a["mitigation"] or "IRNN" in a["mitigation"] for a in rep.advice)   # it is one
+
+
+def test_a_vanilla_rnn_vanishing_through_time_gets_gated_units_and_irnn_with_the_replicated_evidence():
+    import pandas as pd
+    from vgbench.diagnose import EVIDENCE
+    torch.manual_seed(0)
+    x = torch.randn(16, 100, 2, generator=torch.Generator().manual_seed(0))
+    rep = diagnose(Recurrent(nn.RNN), x)
+    assert rep.time_verdict == "vanishing"
+    kinds = [a["mitigation"] for a in rep.advice]
+    assert any("LSTM or GRU" in k for k in kinds)
+    irnn = [a for a in rep.advice if "IRNN" in a["mitigation"]]
+    assert len(irnn) == 1 and "replication_claims.csv" in irnn[0]["evidence_source"]
+    shipped = pd.read_csv(EVIDENCE / "replication_claims.csv").set_index("id")
+    assert [e["effect"] for e in irnn[0]["evidence"]] == [shipped.loc["irnn_adding_clipped_100_seeds", "effect"],
+                                                         shipped.loc["irnn_adding_clipped_T100_100_seeds", "effect"]]
 
 
 def test_every_advised_claim_is_in_the_shipped_evidence_with_its_numbers():
@@ -404,7 +420,8 @@ def test_every_advised_claim_is_in_the_shipped_evidence_with_its_numbers():
     assert len(lsuv) == 1
     assert [e["effect"] for e in lsuv[0]["evidence"]] == [shipped.loc["lsuv_tuned_beats_xavier", "effect"],
                                                          shipped.loc["lsuv_tuned_beats_he", "effect"],
-                                                         shipped.loc["lsuv_tuned_beats_xavier_30_seeds", "effect"]]
+                                                         shipped.loc["lsuv_tuned_beats_xavier_30_seeds", "effect"],
+                                                         shipped.loc["lsuv_tuned_beats_he_200_seeds", "effect"]]
 
 
 def test_a_model_with_one_measured_layer_says_why_there_is_no_ratio():

@@ -54,7 +54,8 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 20
                                              "1e-10 re-measured at 1519ffe, claims unchanged"),
            EVIDENCE / "replication_claims.csv": ("replication profile, run 2026-12-04: 516 runs at commit 6049f94 "
                                                 "(pre-registered there), the 610 of its second round at c8f5f80 "
-                                                "(likewise), AMD EPYC, native AVX-512 kernels")}
+                                                "and the 1062 of its third at 9e86b3d (likewise), AMD EPYC, "
+                                                "native AVX-512 kernels")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
@@ -68,13 +69,16 @@ ADVICE = {
     "normalise": ("deep stack without normalisation", ["batch_norm_helps", "batch_norm_deeper_8_seeds"],
                   "batch normalisation between layers"),
     "lsuv": ("deep stack without normalisation", ["lsuv_tuned_beats_xavier", "lsuv_tuned_beats_he",
-                                                  "lsuv_tuned_beats_xavier_30_seeds"],
+                                                  "lsuv_tuned_beats_xavier_30_seeds", "lsuv_tuned_beats_he_200_seeds"],
              "LSUV initialisation (orthogonal, then each layer scaled to unit output variance on a data batch)"),
     "skips": ("deep stack without skips", ["residual_helps", "resnet_helps", "resnet_helps_12_seeds"],
               "residual connections"),
     "deep_supervision": ("early layers get little gradient", ["aux_loss_gradients", "aux_loss_helps"],
                  "auxiliary losses on hidden layers (deep supervision)"),
     "gated": ("vanilla recurrent unit", ["lstm_adding", "gru_adding"], "an LSTM or GRU instead of a vanilla RNN"),
+    "irnn": ("vanilla recurrent unit", ["irnn_adding_clipped_100_seeds", "irnn_adding_clipped_T100_100_seeds"],
+             "if it stays a vanilla RNN: ReLU units with identity-initialised recurrent weights (IRNN), with "
+             "gradient clipping"),
     "clipping": ("gradients explode", ["clip_high_lr", "clip_large_init", "clip_shallow"], "gradient-norm clipping"),
     "lower_lr": ("gradients explode", ["lower_lr_stops_blowup"], "a lower learning rate"),
     "init": ("gradients explode", ["he_with_relu"], "a variance-preserving initialisation (He for ReLU, LeCun/Xavier "
@@ -354,7 +358,7 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
         keys += (["activation"] if saturating else []) + ([] if has_norm else ["normalise", "lsuv"]) + ["skips",
                                                                                                 "deep_supervision"]
     if rep.time_verdict == "vanishing" and vanilla_rnn:
-        keys += ["gated"]
+        keys += ["gated", "irnn"]
     if rep.time_verdict == "vanishing" and any(isinstance(m, nn.LSTM) for m in mods):
         keys += ["forget_bias"]
     if rep.verdict == "exploding" or rep.time_verdict == "exploding":
