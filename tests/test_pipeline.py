@@ -190,6 +190,11 @@ def test_smoke_analysis_outputs_exist_and_parse(smoke):
     sig = runs[(runs.study == "init_depth") & (runs.activation == "sigmoid") & (runs.init == "default")]
     assert claims.loc["sigmoid_vanishes", "effect"] == pytest.approx(-np.log10(sig.grad_ratio_init).mean())
     assert claims.loc["sigmoid_vanishes", "verdict"] == "supported"   # 12 sigmoid layers: ~1e-10
+    # 60 sigmoid layers underflow float32 (ratio 0); the float64 copy's ratio (~1e-52) is the outcome
+    f64 = runs[runs.study == "sigmoid_init_f64"]
+    assert len(f64) == 2 and (f64.grad_ratio_init == 0).all()
+    assert (f64.grad_ratio_init_f64 > 0).all() and (f64.grad_ratio_init_f64 < 1e-40).all()
+    assert claims.loc["sigmoid_vanishes_f64", "effect"] == pytest.approx(-np.log10(f64.grad_ratio_init_f64).mean())
     mlp = runs[(runs.study == "mlp_mitigations") & (runs.depth == 6)].set_index(["variant", "seed"])["final.test/acc"]
     d = (mlp.loc["batch_norm"] - mlp.loc["baseline"]).to_numpy()
     assert claims.loc["batch_norm_helps", "effect"] == pytest.approx(d.mean())
