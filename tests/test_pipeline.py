@@ -23,7 +23,7 @@ from conftest import REPO, executed, snake
 def test_dry_run_every_profile(tmp_path, profile):
     p = snake(tmp_path, "-n", "--configfile", str(REPO / f"configs/{profile}.yaml"))
     text = p.stdout + p.stderr
-    assert "tune_job" in text
+    assert "tune_job" in text and "not run yet in this results folder" not in text   # Snakemake lists them
     if profile == "smoke":  # exactly the smoke profile's tune jobs: none inherited from the default profile
         want = set(grid.jobs(grid.tune_specs(grid.load_profile(REPO / "configs/smoke.yaml"))))
         assert want and set(re.findall(r"job=(tune-[\w-]+)", text)) == want
@@ -325,6 +325,9 @@ def test_a_tuned_study_added_after_the_lrs_were_selected_is_tuned_then_trained(t
     shutil.rmtree(tmp_path / ".snakemake/metadata")  # ... unless its records are gone (a copied folder)
     dry = snake(tmp_path, target, "-n", "--configfile", str(path))
     assert "1 tuned condition(s) added since the lrs were selected (e.g. second-" in dry.stderr
+    # without the records Snakemake's own list says "Nothing to be done": the sweep names the new jobs
+    assert "1 tune job(s) not run yet in this results folder, to run with every stage after them: tune-second" \
+        in dry.stderr
     p = snake(tmp_path, target, "--configfile", str(path))
     assert executed(p, "tune_job") == 1 and (p.stdout + p.stderr).count("checkpoint select_lr:") == 1
     runs = pd.read_parquet(res / "aggregate/runs.parquet")

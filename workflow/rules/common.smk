@@ -54,11 +54,11 @@ def sweep(stage, jobs, downstream):
     missing, the `downstream` files summarised an older run set and are removed too:
     Snakemake never rebuilds a missing intermediate file under an up-to-date output.
     A dry run only reports."""
-    stale, missing = [], False
+    stale, new = [], []
     for job, specs in jobs.items():
         m = Path(marker(stage, job))
         if not m.exists():
-            missing = True
+            new.append(job)
         elif not all(paths.is_complete(paths.run_dir(s.run_id, R)) for s in specs):
             stale.append(job)
             if not DRY:
@@ -66,7 +66,12 @@ def sweep(stage, jobs, downstream):
     if stale:
         print(f"vgbench: {len(stale)} {stage} job(s) have missing runs and will resume: "
               f"{', '.join(stale[:5])}{DRY_NOTE if DRY else ''}", file=sys.stderr)
-    if (stale or missing) and not DRY:
+    if new and DRY and any(Path(f).exists() for f in downstream):
+        # a folder whose analysis exists (copied, or grown by a study) but without Snakemake's records
+        # (.snakemake/): the dry run's job list then says "Nothing to be done", the run does not
+        print(f"vgbench: {len(new)} {stage} job(s) not run yet in this results folder, to run with "
+              f"every stage after them: {', '.join(new[:5])}{', ...' if len(new) > 5 else ''}", file=sys.stderr)
+    if (stale or new) and not DRY:
         for f in downstream:
             Path(f).unlink(missing_ok=True)
 
