@@ -45,7 +45,9 @@ EVIDENCE = Path(__file__).resolve().parent / "evidence"
 SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 2026-11-28, commit 477cbf0 "
                                             "(identical in fresh clones of ac49934 and 6d35451; "
                                             "re-evaluated by the evaluator of cc14538; the 192 runs with a gradient "
-                                            "norm below 1e-10 re-measured at 1519ffe, claims unchanged)",
+                                            "norm below 1e-10 re-measured at 1519ffe, claims unchanged; "
+                                            "sigmoid_vanishes_f64, pre-registered later, from its 5 runs at 369a8aa "
+                                            "on an AMD EPYC, AVX-512)",
            EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29: 210 runs at commit b21d018, "
                                              "the 172 of lsuv_tuned and conv_no_norm at 349115c",
            EVIDENCE / "followup_claims.csv": ("followup profile, run 2026-11-29: 264 runs at commit f04823c, "
