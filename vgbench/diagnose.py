@@ -78,7 +78,7 @@ ADVICE = {
     "deep_supervision": ("early layers get little gradient", ["aux_loss_gradients", "aux_loss_helps"],
                  "auxiliary losses on hidden layers (deep supervision)"),
     "gated": ("vanilla recurrent unit", ["lstm_adding", "gru_adding"], "an LSTM or GRU instead of a vanilla RNN"),
-    "irnn": ("vanilla recurrent unit", ["irnn_adding_clipped_100_seeds", "irnn_adding_clipped_T100_100_seeds"],
+    "identity_rnn": ("vanilla recurrent unit", ["irnn_adding_clipped_100_seeds", "irnn_adding_clipped_T100_100_seeds"],
              "if it stays a vanilla RNN: ReLU units with identity-initialised recurrent weights (IRNN), with "
              "gradient clipping"),
     "clipping": ("gradients explode", ["clip_high_lr", "clip_large_init", "clip_shallow"], "gradient-norm clipping"),
@@ -360,7 +360,7 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
         keys += (["activation"] if saturating else []) + ([] if has_norm else ["normalise", "lsuv"]) + ["skips",
                                                                                                 "deep_supervision"]
     if rep.time_verdict == "vanishing" and vanilla_rnn:
-        keys += ["gated", "irnn"]
+        keys += ["gated", "identity_rnn"]
     if rep.time_verdict == "vanishing" and any(isinstance(m, nn.LSTM) for m in mods):
         keys += ["forget_bias"]
     if rep.verdict == "exploding" or rep.time_verdict == "exploding":
