@@ -340,9 +340,9 @@ def tune_key_of(study: Study, variant: str, labels: tuple, m: dict) -> str:
 def unselected(prof: Profile, selected: dict[str, float]) -> list[str]:
     """The tuned conditions (tune keys) that `selected` holds no lr for: a study added to the
     profile after its lrs were selected."""
-    return [tune_key_of(study, variant, labels, m) for study in prof.studies.values() if study.lr_grid
-            for variant, labels, m in _conditions(study)
-            if tune_key_of(study, variant, labels, m) not in selected]
+    keys = (tune_key_of(study, variant, labels, m) for study in prof.studies.values() if study.lr_grid
+            for variant, labels, m in _conditions(study))
+    return [k for k in keys if k not in selected]
 
 
 def final_specs(prof: Profile, selected: dict[str, float] | None, partial: bool = False) -> list[RunSpec]:
