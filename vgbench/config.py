@@ -375,22 +375,31 @@ def estimate_bytes(cfg: RunConfig) -> int:
     return 4 * (max(4 * params + acts, 6 * params + 2 * acts) + data)
 
 
+# (fixed seconds per step, seconds per multiply-add of a batch) by model family, least-squares fits
+# to the wall times of the default profile's 1253 runs on one machine (fresh clone of de7791d,
+# 2026-12-04): the recurrent step's fixed cost is 5x the MLP's, so one pair for all (the fit of
+# 2026-11-29) ranked the redesigned MLP jobs above the recurrent ones, which take longer.
+_COST = {"mlp": (5.1e-4, 2.6e-10), "conv": (1.8e-3, 7.8e-10), "recurrent": (2.8e-3, 2.3e-10),
+         "transformer": (8.4e-4, 4.4e-10)}  # transformer: no default-profile runs, the 2026-11-29 pair
+
+
 def estimate_seconds(cfg: RunConfig) -> float:
     """A rough single-thread CPU time of a run, for scheduling only (the pipeline starts its
     longest jobs first): a fixed cost per step plus one proportional to the multiply-adds of a
-    batch, both fitted to the default profile's 1253 runs (2026-11-29); it ranks those runs with
-    Spearman rho ~0.8 against their measured times and puts the four longest jobs first."""
+    batch, by model family (_COST); on the runs it was fitted to it ranks runs with Spearman rho
+    0.75-0.94 within a family and sums each family's time within 10 %."""
     T, feat, space = _shape(cfg)
     W, D = cfg.width, cfg.depth
     if cfg.model in RECURRENT:
-        work = T * D * W * W * {"lstm": 4, "gru": 8}.get(cfg.model, 1)  # torch's CPU GRU kernel: 2x the LSTM's time
+        family, work = "recurrent", T * D * W * W * {"lstm": 4, "gru": 8}.get(cfg.model, 1)  # CPU GRU: 2x LSTM
     elif cfg.model == "transformer":
-        work = T * D * 12 * W * W
+        family, work = "transformer", T * D * 12 * W * W
     elif cfg.model == "mlp":
-        work = D * W * W
+        family, work = "mlp", D * W * W
     else:
-        work = D * W * W * (9 if cfg.task == "digits" else 3) * space
-    return cfg.steps * (8.4e-4 + 4.4e-10 * cfg.batch_size * work)
+        family, work = "conv", D * W * W * (9 if cfg.task == "digits" else 3) * space
+    fixed, per_mac = _COST[family]
+    return cfg.steps * (fixed + per_mac * cfg.batch_size * work)
 
 
 def memory_limit_bytes() -> int:
