@@ -42,12 +42,9 @@ THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5,
               "local_min_layers": 3, "saturated_derivative": 0.05}
 EVIDENCE = Path(__file__).resolve().parent / "evidence"
 # the claims shipped with vgbench and the runs (and commits) they come from
-SHIPPED = {EVIDENCE / "default_claims.csv": "default profile, fresh clone run 2026-11-28, commit 477cbf0 "
-                                            "(identical in fresh clones of ac49934 and 6d35451; "
-                                            "re-evaluated by the evaluator of cc14538; the 192 runs with a gradient "
-                                            "norm below 1e-10 re-measured at 1519ffe, claims unchanged; "
-                                            "sigmoid_vanishes_f64, pre-registered later, from its 5 runs at 369a8aa "
-                                            "on an AMD EPYC, AVX-512)",
+SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned on 2026-12-05 (pre-registered at commit "
+                                            "df8d825), fresh clone run 2026-12-05 at df8d825: 1519 runs, AMD EPYC, "
+                                            "native AVX-512 kernels (the earlier design's evidence: git history)",
            EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29: 210 runs at commit b21d018, "
                                              "the 172 of lsuv_tuned and conv_no_norm at 349115c",
            EVIDENCE / "followup_claims.csv": ("followup profile, run 2026-11-29: 264 runs at commit f04823c, "
@@ -68,7 +65,7 @@ SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("
 ADVICE = {
     "activation": ("saturating activations vanish", ["relu_helps", "he_with_relu"],
                 "ReLU with He initialisation instead of sigmoid/tanh"),
-    "normalise": ("deep stack without normalisation", ["batch_norm_helps", "batch_norm_deeper_8_seeds"],
+    "normalise": ("deep stack without normalisation", ["batch_norm_helps", "batch_norm_deeper", "batch_norm_deeper_8_seeds"],
                   "batch normalisation between layers"),
     "lsuv": ("deep stack without normalisation", ["lsuv_tuned_beats_xavier", "lsuv_tuned_beats_he",
                                                   "lsuv_tuned_beats_xavier_30_seeds", "lsuv_tuned_beats_he_200_seeds"],
