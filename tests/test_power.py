@@ -76,7 +76,30 @@ def test_power_command_names_the_claims_that_cannot_be_supported(tmp_path, capsy
     out = capsys.readouterr().out
     line = next(l for l in out.splitlines() if l.startswith("relu_he_trainable"))
     assert "0.062" in line and "can never be supported" in line
-    assert "1 can never be supported" in out.splitlines()[-1]
+    assert "1 can never be supported" in next(l for l in out.splitlines() if " claims, alpha " in l)
+
+
+def test_power_command_names_the_claims_tuned_on_one_seed(tmp_path, capsys):
+    """A learning rate selected on one tuning seed moved a verdict twice (another CPU's rounding; the
+    redesigned default's he_with_relu): the command names the claims whose study does that."""
+    raw = yaml.safe_load((REPO / "configs/smoke.yaml").read_text())
+    tuned = {n for n, s in raw["studies"].items() if s.get("lr_grid")}
+    on_tuned = [c["id"] for c in raw["claims"] if c["study"] in tuned]   # in the profile's order
+    assert tuned and on_tuned
+    for seeds in ([100], [100, 101]):
+        raw["tune_seeds"] = seeds
+        for s in raw["studies"].values():
+            s.pop("tune_seeds", None)
+        p = tmp_path / f"p{len(seeds)}.yaml"
+        p.write_text(yaml.safe_dump(raw, sort_keys=False))
+        assert cli.main(["power", str(p)]) == 0
+        out = capsys.readouterr().out
+        line = [l for l in out.splitlines() if "one tuning seed" in l]
+        if len(seeds) == 1:
+            assert len(line) == 1 and line[0].startswith(f"{len(on_tuned)} claim(s)")
+            assert all(c in line[0] for c in on_tuned[:4])
+        else:
+            assert not line
 
 
 @pytest.mark.parametrize("seeds", [5, 8])

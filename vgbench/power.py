@@ -304,4 +304,15 @@ def main(args) -> int:
     cond = int(t["verdict"].str.startswith("only if").sum())
     print(f"{len(t)} claims, alpha {ALPHA} Holm within families: {never} can never be supported, "
           f"{cond} only if the rest of their family is rejected first (add seeds to those)")
+    if one := single_seed_tuning(prof):
+        print(f"{len(one)} claim(s) compare arms whose learning rate is selected on one tuning seed "
+              f"({', '.join(one[:4])}{', ...' if len(one) > 4 else ''}): the selection, and with it a "
+              "verdict, can move with the seed or the CPU's rounding (README); tune on two or three "
+              "(tune_seeds: [100, 101, 102])")
     return 0
+
+
+def single_seed_tuning(prof) -> list[str]:
+    """The claims whose study selects its learning rate on a single tuning seed."""
+    return [c.id for c in prof.claims
+            if prof.studies[c.study].lr_grid and len(prof.studies[c.study].tune_seeds) < 2]
