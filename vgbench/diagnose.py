@@ -53,8 +53,8 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned on 20
                                              "1e-10 re-measured at 1519ffe, claims unchanged"),
            EVIDENCE / "replication_claims.csv": ("replication profile, run 2026-12-04: 516 runs at commit 6049f94 "
                                                 "(pre-registered there), the 610 of its second round at c8f5f80 "
-                                                "and the 1062 of its third at 9e86b3d (likewise), AMD EPYC, "
-                                                "native AVX-512 kernels")}
+                                                "the 1062 of its third at 9e86b3d and the 1068 of its fourth "
+                                                "at 8333f8a (likewise), AMD EPYC, native AVX-512 kernels")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
@@ -63,7 +63,7 @@ RELU_LIKE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.PReLU, nn.SELU, nn.ReLU6
 SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("tanh", lambda a: 1 - a * a)}
 # mitigation -> (when it applies, the benchmark claims that measured it)
 ADVICE = {
-    "activation": ("saturating activations vanish", ["relu_helps", "he_with_relu"],
+    "activation": ("saturating activations vanish", ["relu_helps", "he_with_relu", "he_with_relu_80_seeds"],
                 "ReLU with He initialisation instead of sigmoid/tanh"),
     "normalise": ("deep stack without normalisation", ["batch_norm_helps", "batch_norm_deeper", "batch_norm_deeper_8_seeds"],
                   "batch normalisation between layers"),
@@ -80,7 +80,7 @@ ADVICE = {
              "gradient clipping"),
     "clipping": ("gradients explode", ["clip_high_lr", "clip_large_init", "clip_shallow"], "gradient-norm clipping"),
     "lower_lr": ("gradients explode", ["lower_lr_stops_blowup"], "a lower learning rate"),
-    "init": ("gradients explode", ["he_with_relu"], "a variance-preserving initialisation (He for ReLU, LeCun/Xavier "
+    "init": ("gradients explode", ["he_with_relu", "he_with_relu_80_seeds"], "a variance-preserving initialisation (He for ReLU, LeCun/Xavier "
                                                     "for tanh) instead of large weights"),
     "branch_scaling": ("gradients explode without normalisation", ["fixup_trains_deep", "rezero_trains_deep",
                                                                    "rezero_conv_high_lr", "fixup_conv_high_lr",
