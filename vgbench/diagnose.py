@@ -65,7 +65,8 @@ SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("
 ADVICE = {
     "activation": ("saturating activations vanish", ["relu_helps", "he_with_relu", "he_with_relu_80_seeds"],
                 "ReLU with He initialisation instead of sigmoid/tanh"),
-    "normalise": ("deep stack without normalisation", ["batch_norm_helps", "batch_norm_deeper", "batch_norm_deeper_8_seeds"],
+    "normalise": ("deep stack without normalisation",
+                  ["batch_norm_helps", "batch_norm_deeper", "batch_norm_deeper_8_seeds"],
                   "batch normalisation between layers"),
     "lsuv": ("deep stack without normalisation", ["lsuv_tuned_beats_xavier", "lsuv_tuned_beats_he",
                                                   "lsuv_tuned_beats_xavier_30_seeds", "lsuv_tuned_beats_he_200_seeds"],
@@ -80,8 +81,8 @@ ADVICE = {
              "gradient clipping"),
     "clipping": ("gradients explode", ["clip_high_lr", "clip_large_init", "clip_shallow"], "gradient-norm clipping"),
     "lower_lr": ("gradients explode", ["lower_lr_stops_blowup"], "a lower learning rate"),
-    "init": ("gradients explode", ["he_with_relu", "he_with_relu_80_seeds"], "a variance-preserving initialisation (He for ReLU, LeCun/Xavier "
-                                                    "for tanh) instead of large weights"),
+    "init": ("gradients explode", ["he_with_relu", "he_with_relu_80_seeds"],
+             "a variance-preserving initialisation (He for ReLU, LeCun/Xavier for tanh) instead of large weights"),
     "branch_scaling": ("gradients explode without normalisation", ["fixup_trains_deep", "rezero_trains_deep",
                                                                    "rezero_conv_high_lr", "fixup_conv_high_lr",
                                                                    "rezero_conv_beats_plain_best_30_seeds",
