@@ -161,7 +161,7 @@ def test_status_counts_complete_missing_and_diverged(tmp_path, capsys):
     assert "explosion" in out and "~3.0 min" in out   # 3 missing x 60 s on 1 core
 
 
-def test_status_estimates_a_stage_without_runs_from_the_other_stage(tmp_path):
+def test_status_estimates_a_stage_without_runs_from_the_other_stage(tmp_path, capsys):
     """Before any final run exists, its time is its steps x the study's seconds per step in tuning."""
     from conftest import REPO
     from vgbench import grid, status
@@ -174,7 +174,17 @@ def test_status_estimates_a_stage_without_runs_from_the_other_stage(tmp_path):
     fin = r[("mlp_mitigations", "final")]
     steps = sum(s.cfg.steps for s in grid.final_specs(prof, {}) if s.study == "mlp_mitigations")
     assert fin["complete"] == 0 and fin["from_other_stage"] and fin["estimate_s"] == pytest.approx(2.0 * steps)
-    assert "estimate_s" not in r[("explosion", "final")]   # no run of that study anywhere: unknown
+    # no run of that study anywhere: the cost model, with a per-run overhead (a 0-step run is not free)
+    ex = r[("explosion", "final")]
+    from vgbench.config import estimate_seconds
+    specs = [s for s in grid.final_specs(prof, {}) if s.study == "explosion"]
+    assert ex["from_model"] and not fin.get("from_model")
+    assert ex["estimate_s"] == pytest.approx(sum(0.4 + estimate_seconds(s.cfg) for s in specs))
+    assert cli.main(["status", str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path), "--cores", "1"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("explosion"))
+    assert line.endswith(f"~{ex['estimate_s'] / 60:.1f} min (cost model)") and "?" not in out
+    assert "cost model, fitted on one machine" in out.splitlines()[-1]
 
 
 def test_status_names_the_commits_when_runs_were_trained_by_different_code(tmp_path, capsys):

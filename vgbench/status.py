@@ -4,15 +4,20 @@ Per study and stage: runs complete / missing / diverged, read from the run direc
 (summary.json), how many of the missing are being trained now (their lock is held), and an
 estimate of the time left from the completed runs' wall times (mean wall time of the study's
 complete runs x its missing runs, divided by --cores; for a stage with no complete run yet, its
-training steps x the study's wall seconds per step in the other stage).
+training steps x the study's wall seconds per step in the other stage; for a study with no complete
+run at all, vgbench's cost model, config.estimate_seconds, fitted on one machine: machines differ ~2x).
 Useful while the pipeline or a cluster works through a profile; reads only, writes nothing.
 """
 from __future__ import annotations
 
 
 from vgbench import grid, paths
-from vgbench.config import ConfigError
+from vgbench.config import ConfigError, estimate_seconds
 from vgbench.provenance import run_counts
+
+# seconds a run costs beyond its training steps (set-up, data, writing): the default profile's 162
+# zero-step init_depth runs took 60 s of wall time on the AVX-512 machine (fresh clone of df8d825)
+RUN_OVERHEAD_S = 0.4
 
 
 def _stages(prof: grid.Profile, results: str):
@@ -35,16 +40,18 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
             by_study.setdefault(s.study, []).append(s)
         for study, ss in by_study.items():
             waiting = stage == "final" and tuned and selected is None and bool(prof.studies[study].lr_grid)
-            done, diverged, walls, corrupt, training = 0, 0, [], [], 0
+            done, diverged, walls, corrupt, training, modelled = 0, 0, [], [], 0, 0.0
             for s in ss:
                 f = paths.run_dir(s.run_id, results) / paths.SUMMARY
                 if not f.is_file():
                     training += paths.in_training(f.parent)
+                    modelled += RUN_OVERHEAD_S + estimate_seconds(s.cfg)
                 else:
                     try:
                         summ = paths.read_summary(f.parent)
                     except paths.UNREADABLE as e:
                         corrupt.append((f.parent, e))
+                        modelled += RUN_OVERHEAD_S + estimate_seconds(s.cfg)
                         continue
                     done += 1
                     diverged += summ.get("status") == "diverged"
@@ -52,7 +59,8 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
                     per_step.setdefault(study, []).append(walls[-1] / max(1, s.cfg.steps))
             out.append({"study": study, "stage": stage, "runs": len(ss), "complete": done, "missing": len(ss) - done,
                         "diverged": diverged, "training": training, "mean_wall_s": sum(walls) / len(walls) if walls else None,
-                        "waiting_for_lr": waiting, "corrupt": [str(d) for d, _ in corrupt], "steps_missing": sum(s.cfg.steps for s in ss) * (not walls)})
+                        "waiting_for_lr": waiting, "corrupt": [str(d) for d, _ in corrupt], "steps_missing": sum(s.cfg.steps for s in ss) * (not walls),
+                        "modelled_s": modelled})
     for r in out:
         # a stage with no complete run yet: its steps x the study's seconds per step in the other stage
         if r["mean_wall_s"] is None and r["missing"] and per_step.get(r["study"]):
@@ -60,6 +68,8 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
             r["estimate_s"], r["from_other_stage"] = sum(sps) / len(sps) * r["steps_missing"], True
         elif r["mean_wall_s"] is not None:
             r["estimate_s"], r["from_other_stage"] = r["mean_wall_s"] * r["missing"], False
+        elif r["missing"]:   # no run of this study timed here yet: the cost model
+            r["estimate_s"], r["from_other_stage"], r["from_model"] = r["modelled_s"], False, True
     return out
 
 
@@ -74,23 +84,24 @@ def main(args) -> int:
     staged = _stages(prof, args.results)
     table = rows(prof, args.results, staged)
     print(f"{'study':<18} {'stage':<6} {'complete':>9} {'missing':>8} {'training':>9} {'diverged':>9}  time left")
-    total_left, unknown = 0.0, False
+    total_left, modelled = 0.0, False
     for r in table:
         if r["missing"] == 0:
             left = "done"
-        elif "estimate_s" not in r:
-            left, unknown = "?", True
         else:
             secs = r["estimate_s"] / max(1, args.cores)
             total_left += secs
-            left = f"~{secs / 60:.1f} min" + (" (per step as in tuning)" if r["from_other_stage"] else "")
+            modelled |= r.get("from_model", False)
+            left = f"~{secs / 60:.1f} min" + (" (per step as in tuning)" if r["from_other_stage"] else
+                                              " (cost model)" if r.get("from_model") else "")
         note = " (lr not selected yet: run ids are provisional)" if r["waiting_for_lr"] else ""
         print(f"{r['study']:<18} {r['stage']:<6} {r['complete']:>4}/{r['runs']:<4} {r['missing']:>8} "
               f"{r['training']:>9} {r['diverged']:>9}  {left}{note}")
     n = sum(r["runs"] for r in table)
     c = sum(r["complete"] for r in table)
     print(f"total: {c}/{n} runs complete; ~{total_left / 60:.1f} min left on {args.cores} cores"
-          + (" (+ studies with no complete run yet)" if unknown else ""))
+          + (" (studies with no run timed here yet: vgbench's cost model, fitted on one machine; machines of one "
+             "kind differ ~2x)" if modelled else ""))
     corrupt = [d for r in table for d in r["corrupt"]]
     if corrupt:
         print(f"note: {len(corrupt)} run(s) have a summary.json that cannot be read (counted as missing; the "
