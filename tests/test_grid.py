@@ -66,6 +66,13 @@ def test_default_profile_covers_the_paper():
     redesigned = set(prof.studies["mlp_mitigations"].seeds) | set(prof.studies["cnn_resnet"].seeds)
     followup = {x for s in grid.load_profile("configs/followup.yaml").studies.values() for x in s.seeds}
     assert not redesigned & (set(range(5)) | followup)
+    # the second redesign's pilots: the first's runs (0-7, 1000-1009) and the replication's rounds
+    replication = {x for s in grid.load_profile("configs/replication.yaml").studies.values() for x in s.seeds}
+    again = {x for n in ("mlp_mitigations", "rnn_tasks", "rnn_mnist1d", "step_budget") for x in prof.studies[n].seeds}
+    assert not again & (set(range(8)) | set(range(1000, 1010)) | replication)
+    assert len(prof.studies["step_budget"].seeds) >= 80
+    # every tuned study selects its lr on two seeds or more (one seed made he_with_relu's verdict fragile)
+    assert all(len(s.tune_seeds) >= 2 for s in prof.studies.values() if s.lr_grid)
     # what moved out of the default profile to pay for longer runs is still run by full.yaml
     full = grid.load_profile("configs/full.yaml")
     for v in ("relu_normal", "relu_xavier", "clip", "weight_decay", "momentum", "layer_norm", "tanh", "adam",
