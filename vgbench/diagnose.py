@@ -42,9 +42,9 @@ THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5,
               "local_min_layers": 3, "saturated_derivative": 0.05}
 EVIDENCE = Path(__file__).resolve().parent / "evidence"
 # the claims shipped with vgbench and the runs (and commits) they come from
-SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned on 2026-12-05 (pre-registered at commit "
-                                            "df8d825), fresh clone run 2026-12-05 at df8d825: 1519 runs, AMD EPYC, "
-                                            "native AVX-512 kernels (the earlier design's evidence: git history)",
+SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned a second time on 2026-12-05 (pre-registered "
+                                            "at commit e0fe38b), fresh clone run 2026-12-05 at e0fe38b: 2317 runs, "
+                                            "AMD EPYC, native AVX-512 kernels (the earlier designs' evidence: git history)",
            EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29: 210 runs at commit b21d018, "
                                              "the 172 of lsuv_tuned and conv_no_norm at 349115c",
            EVIDENCE / "followup_claims.csv": ("followup profile, run 2026-11-29: 264 runs at commit f04823c, "
