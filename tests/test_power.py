@@ -236,3 +236,37 @@ def test_fisher_significance_table_equals_scipy_table_by_table():
             for k1 in range(n + 1):
                 for k0 in range(n + 1):
                     assert sig[k1, k0] == (st.fisher_exact([[k1, n - k1], [k0, n - k0]]).pvalue < alpha), (n, k1, k0)
+
+
+def test_sizing_from_a_renamed_study_keeps_only_the_pilot_runs_of_the_settings_it_fixes(tmp_path):
+    """--study NEW=OLD where OLD ran two tasks and NEW fixes one: the sizing read both tasks' runs
+    (the default's rnn_tasks standing for a temporal-order-only study mixed in the adding runs).
+    The pilot's runs of the other task must drop out, per variant (a variant's own model is not
+    filtered by the base's), while a setting OLD held at another value throughout (a longer budget:
+    the redesign) keeps its runs."""
+    import json
+    import numpy as np
+    base = {"model": "mlp", "depth": 2, "width": 8, "steps": 10, "lr": 0.1}
+    prof_f = tmp_path / "p.yaml"
+    prof_f.write_text(yaml.safe_dump({
+        "profile": "p", "defaults": {"task": "mnist1d", "batch_size": 100},
+        "studies": {"one_task": {"base": {**base, "task": "digits", "steps": 50},
+                                 "variants": {"a": {}, "b": {"model": "cnn"}}, "seeds": 30}},
+        "questions": [{"id": "q", "question": "?"}],
+        "claims": [{"id": "c", "question": "q", "text": "t", "study": "one_task", "family": "f",
+                    "treatment": {"variant": "b"}, "control": {"variant": "a"}, "outcome": "score"}]}))
+    prof = grid.load_profile(prof_f)
+    d_digits, d_mnist = [0.05, 0.07, 0.02, 0.06, 0.04], [-0.3, -0.1, -0.2, -0.4, -0.25]
+    rows = [{"run_id": f"{v}{task}{s}", "study": "old", "variant": v, "stage": stage, "seed": s, "task": task,
+             "model": "mlp" if v == "a" else "cnn", "steps": 10, "labels": json.dumps({}), "status": "ok",
+             "baseline_metric": "acc", "baseline_value": 0.1, "final.test/acc": 0.5 + (v == "b") * d[s],
+             "grad_ratio_init": 0.5, "grad_ratio_final": 0.5}
+            for s in range(5) for v in ("a", "b") for task, d in (("digits", d_digits), ("mnist1d", d_mnist))
+            for stage in ("final", "tune")]
+    (tmp_path / "pilot/aggregate").mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(tmp_path / "pilot/aggregate/runs.parquet")
+    for name in ("curves", "jobs"):
+        pd.DataFrame({"run_id": pd.Series(dtype=str)}).to_parquet(tmp_path / f"pilot/aggregate/{name}.parquet")
+    r = power.sizing(prof, tmp_path / "pilot", {"one_task": "old"}).set_index("claim").loc["c"]
+    assert r["pilot_n"] == 5
+    assert r["effect"] == pytest.approx(np.mean(d_digits)) and r["sd"] == pytest.approx(np.std(d_digits, ddof=1))

@@ -242,7 +242,8 @@ def sizing(prof, results, studies: dict[str, str] | None = None) -> "pd.DataFram
 
 def _as_studies(prof, runs, curves, studies: dict[str, str]):
     """The pilot's runs (and curves) of study `old` relabelled as the profile's `new`, for each
-    new -> old; a name that is neither the profile's nor the pilot's is a ConfigError."""
+    new -> old (those of the settings `new` fixes: _matching); a name that is neither the
+    profile's nor the pilot's is a ConfigError."""
     from vgbench.config import ConfigError
     have = sorted(set(runs["study"]))
     for new, old in studies.items():
@@ -255,13 +256,36 @@ def _as_studies(prof, runs, curves, studies: dict[str, str]):
     import pandas as pd
     parts_r, parts_c = [runs[~runs["study"].isin(set(studies))]], [] if curves is None else [curves]
     for new, old in studies.items():
-        r = runs[runs["study"] == old]
+        r = _matching(prof.studies[new], runs[runs["study"] == old])
         ids = {i: f"{i}@{new}" for i in r["run_id"]}   # a copy per new study: one pilot study may stand for two
         parts_r.append(r.assign(study=new, run_id=r["run_id"].map(ids)))
         if curves is not None and "run_id" in curves:
             c = curves[curves["run_id"].isin(set(ids))]
             parts_c.append(c.assign(run_id=c["run_id"].map(ids)))
     return pd.concat(parts_r, ignore_index=True), (pd.concat(parts_c, ignore_index=True) if parts_c else None)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{'task_args': {'seq_len': 50}} -> {'task_args.seq_len': 50} (the runs table's column names)."""
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _matching(study, r: "pd.DataFrame") -> "pd.DataFrame":
+    """The pilot's final runs of one old study that stand for `study`: for each of its variants, the
+    runs of the same variant name, less those whose setting differs from one `study` fixes (in its
+    base or the variant) where the old study's runs of that variant vary in it -- e.g. a new study of
+    one task, sized from an old one that ran two. A setting the old study held at another value
+    throughout (a longer budget, say) is the redesign and is kept."""
+    keep = r["stage"] == "final"
+    for v, over in study.variants.items():
+        rv = keep & (r["variant"] == v)
+        for k, val in {**_flat(study.base), **_flat(over)}.items():
+            if val is not None and k in r.columns and r.loc[rv, k].nunique(dropna=False) > 1:
+                keep &= ~rv | (r[k] == val)
+    return r[keep]
 
 
 def print_sizing(prof, results, studies: dict[str, str] | None = None) -> None:
