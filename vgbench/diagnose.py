@@ -53,8 +53,9 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned a sec
                                              "1e-10 re-measured at 1519ffe, claims unchanged"),
            EVIDENCE / "replication_claims.csv": ("replication profile, run 2026-12-04: 516 runs at commit 6049f94 "
                                                 "(pre-registered there), the 610 of its second round at c8f5f80 "
-                                                "the 1062 of its third at 9e86b3d and the 1068 of its fourth "
-                                                "at 8333f8a (likewise), AMD EPYC, native AVX-512 kernels")}
+                                                "the 1062 of its third at 9e86b3d, the 1068 of its fourth "
+                                                "at 8333f8a and the 468 of its fifth at 57c804e (likewise), "
+                                                "AMD EPYC, native AVX-512 kernels")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
