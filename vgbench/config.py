@@ -381,6 +381,10 @@ def estimate_bytes(cfg: RunConfig) -> int:
 # 2026-11-29) ranked the redesigned MLP jobs above the recurrent ones, which take longer.
 _COST = {"mlp": (5.1e-4, 2.6e-10), "conv": (1.8e-3, 7.8e-10), "recurrent": (2.8e-3, 2.3e-10),
          "transformer": (8.4e-4, 4.4e-10)}  # transformer: no default-profile runs, the 2026-11-29 pair
+# seconds a run costs beyond its training steps (set-up, data, writing), which estimate_seconds leaves
+# out (its job ordering needs only the per-step part): the default profile's 162 zero-step init_depth
+# runs took 60 s of wall time (fresh clone of df8d825, 2026-12-05). `vgbench status` adds it per run.
+RUN_OVERHEAD_S = 0.4
 
 
 def estimate_seconds(cfg: RunConfig) -> float:

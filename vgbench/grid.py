@@ -109,11 +109,12 @@ def _seeds(v, where: str) -> list:
     raise ConfigError(f"{where}: seeds must be a positive count or a non-empty list of integers >= 0, got {v!r}")
 
 
-def _dotted(m: dict, prefix: str = "") -> list:
-    """Keys of a nested mapping in the axes' dotted form (task_args.seq_len)."""
-    out = []
+def dotted(m: dict, prefix: str = "") -> dict:
+    """A nested mapping in the axes' dotted form, which is also the runs table's column names:
+    {'task_args': {'seq_len': 50}} -> {'task_args.seq_len': 50}."""
+    out = {}
     for k, v in m.items():
-        out += _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+        out.update(dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 
@@ -163,7 +164,7 @@ def load_profile(path: str | Path) -> Profile:
         if not isinstance(axes, dict):
             raise ConfigError(f"{where}: 'axes' must be a mapping key -> list of values")
         for v, over in variants.items():
-            clash = sorted(set(_dotted(over or {})) & set(axes))
+            clash = sorted(set(dotted(over or {})) & set(axes))
             if clash:
                 raise ConfigError(f"{where}: variant '{v}' sets {', '.join(clash)}, an axis of the study (the axis "
                                   "values would silently replace it); drop it from the variant or the axes")

@@ -265,24 +265,17 @@ def _as_studies(prof, runs, curves, studies: dict[str, str]):
     return pd.concat(parts_r, ignore_index=True), (pd.concat(parts_c, ignore_index=True) if parts_c else None)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    """{'task_args': {'seq_len': 50}} -> {'task_args.seq_len': 50} (the runs table's column names)."""
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def _matching(study, r: "pd.DataFrame") -> "pd.DataFrame":
     """The pilot's final runs of one old study that stand for `study`: for each of its variants, the
     runs of the same variant name, less those whose setting differs from one `study` fixes (in its
     base or the variant) where the old study's runs of that variant vary in it -- e.g. a new study of
     one task, sized from an old one that ran two. A setting the old study held at another value
     throughout (a longer budget, say) is the redesign and is kept."""
+    from vgbench.grid import dotted
     keep = r["stage"] == "final"
     for v, over in study.variants.items():
         rv = keep & (r["variant"] == v)
-        for k, val in {**_flat(study.base), **_flat(over)}.items():
+        for k, val in {**dotted(study.base), **dotted(over)}.items():
             if val is not None and k in r.columns and r.loc[rv, k].nunique(dropna=False) > 1:
                 keep &= ~rv | (r[k] == val)
     return r[keep]

@@ -12,12 +12,8 @@ from __future__ import annotations
 
 
 from vgbench import grid, paths
-from vgbench.config import ConfigError, estimate_seconds
+from vgbench.config import RUN_OVERHEAD_S, ConfigError, estimate_seconds
 from vgbench.provenance import run_counts
-
-# seconds a run costs beyond its training steps (set-up, data, writing): the default profile's 162
-# zero-step init_depth runs took 60 s of wall time on the AVX-512 machine (fresh clone of df8d825)
-RUN_OVERHEAD_S = 0.4
 
 
 def _stages(prof: grid.Profile, results: str):
@@ -40,18 +36,18 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
             by_study.setdefault(s.study, []).append(s)
         for study, ss in by_study.items():
             waiting = stage == "final" and tuned and selected is None and bool(prof.studies[study].lr_grid)
-            done, diverged, walls, corrupt, training, modelled = 0, 0, [], [], 0, 0.0
+            done, diverged, walls, corrupt, training, missing = 0, 0, [], [], 0, []
             for s in ss:
                 f = paths.run_dir(s.run_id, results) / paths.SUMMARY
                 if not f.is_file():
                     training += paths.in_training(f.parent)
-                    modelled += RUN_OVERHEAD_S + estimate_seconds(s.cfg)
+                    missing.append(s)
                 else:
                     try:
                         summ = paths.read_summary(f.parent)
                     except paths.UNREADABLE as e:
                         corrupt.append((f.parent, e))
-                        modelled += RUN_OVERHEAD_S + estimate_seconds(s.cfg)
+                        missing.append(s)
                         continue
                     done += 1
                     diverged += summ.get("status") == "diverged"
@@ -60,7 +56,7 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
             out.append({"study": study, "stage": stage, "runs": len(ss), "complete": done, "missing": len(ss) - done,
                         "diverged": diverged, "training": training, "mean_wall_s": sum(walls) / len(walls) if walls else None,
                         "waiting_for_lr": waiting, "corrupt": [str(d) for d, _ in corrupt], "steps_missing": sum(s.cfg.steps for s in ss) * (not walls),
-                        "modelled_s": modelled})
+                        "modelled_s": sum(RUN_OVERHEAD_S + estimate_seconds(s.cfg) for s in missing)})
     for r in out:
         # a stage with no complete run yet: its steps x the study's seconds per step in the other stage
         if r["mean_wall_s"] is None and r["missing"] and per_step.get(r["study"]):
