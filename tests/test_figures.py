@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from vgbench import grid, paths
+from vgbench import grid, paths, provenance
 from vgbench.figures import NAMES, Frames, style
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs/smoke.yaml"
@@ -112,7 +112,7 @@ def test_figure_on_empty_frames_says_so_and_is_blank(name, tmp_path):
     assert any("no data" in t.get_text() for ax in fig.axes for t in ax.texts)
     assert style.is_blank(fig)
     style.save(fig, str(tmp_path / name), {"figure": name})
-    assert style.blank_in(tmp_path / f"{name}.png")
+    assert provenance.blank_in(tmp_path / f"{name}.png")
 
 
 @pytest.mark.parametrize("name", NAMES)

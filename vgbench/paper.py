@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from vgbench import paths
-from vgbench.provenance import atomic_write
+from vgbench.provenance import atomic_write, blank_in
 
 INSTALL = ("latexmk not found: the paper stage needs a LaTeX installation. On Debian/Ubuntu: "
            "sudo apt-get install texlive-latex-base texlive-latex-recommended texlive-latex-extra "
@@ -34,8 +34,7 @@ def main(args) -> int:
     (build / "paths.tex").write_text("\\newcommand{\\vgresults}{..}\n")
     # the figures with data in this profile: main.tex shows a figure, and the paragraph about it,
     # only where its \vgshown@<name> is defined (a blank one said "no data in this profile")
-    from vgbench.figures import style
-    shown = sorted(f.stem for f in (res / "figures").glob("*.png") if not style.blank_in(f))
+    shown = sorted(f.stem for f in (res / "figures").glob("*.png") if not blank_in(f))
     (build / "shown.tex").write_text("".join(f"\\expandafter\\def\\csname vgshown@{n}\\endcsname{{}}\n"
                                              for n in shown) + ("\\def\\vgshownany{}\n" if shown else ""))
     cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-jobname=vgbench", "main.tex"]

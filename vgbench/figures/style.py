@@ -36,16 +36,6 @@ def is_blank(fig) -> bool:
     return bool(shown) and all(getattr(ax, "_vgbench_blank", False) for ax in shown)
 
 
-def blank_in(png) -> bool:
-    """Whether a figure file written by `save` was blank (from its provenance; False if unreadable)."""
-    from PIL import Image
-    try:
-        with Image.open(png) as im:
-            return bool(json.loads(im.info.get("Description", "{}")).get("blank", False))
-    except (OSError, ValueError):
-        return False
-
-
 def save(fig, path_stem: str, provenance: dict) -> list[str]:
     """Write <stem>.pdf and <stem>.png with the provenance in each file's metadata."""
     if is_blank(fig):   # the paper leaves it out (only then the key: other figures' bytes unchanged)
