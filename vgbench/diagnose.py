@@ -54,8 +54,9 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned a sec
            EVIDENCE / "replication_claims.csv": ("replication profile, run 2026-12-04: 516 runs at commit 6049f94 "
                                                 "(pre-registered there), the 610 of its second round at c8f5f80 "
                                                 "the 1062 of its third at 9e86b3d, the 1068 of its fourth "
-                                                "at 8333f8a, the 468 of its fifth at 57c804e and the 156 of its "
-                                                "sixth at aeca4f2 (likewise), AMD EPYC, native AVX-512 kernels")}
+                                                "at 8333f8a, the 468 of its fifth at 57c804e, the 156 of its "
+                                                "sixth at aeca4f2 and the 234 of its seventh at 0ca442d "
+                                                "(likewise), AMD EPYC, native AVX-512 kernels")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
@@ -76,7 +77,8 @@ ADVICE = {
               "residual connections"),
     "deep_supervision": ("early layers get little gradient", ["aux_loss_gradients", "aux_loss_helps"],
                  "auxiliary losses on hidden layers (deep supervision)"),
-    "gated": ("vanilla recurrent unit", ["lstm_adding", "gru_adding", "gru_temporal_order_20_seeds"],
+    "gated": ("vanilla recurrent unit", ["lstm_adding", "gru_adding", "gru_temporal_order_20_seeds",
+                                         "lstm_chrono_temporal_order_20_seeds"],
               "an LSTM or GRU instead of a vanilla RNN"),
     "identity_rnn": ("vanilla recurrent unit", ["irnn_adding_clipped_100_seeds", "irnn_adding_clipped_T100_100_seeds"],
              "if it stays a vanilla RNN: ReLU units with identity-initialised recurrent weights (IRNN), with "
@@ -91,7 +93,8 @@ ADVICE = {
                                                                    "rezero_conv_beats_plain_best_105_seeds"],
                        "if the net is residual: scaled branches (Fixup, or ReZero: h = x + alpha F(x), alpha = 0 "
                        "at init) instead of normalisation"),
-    "forget_bias": ("LSTM gradients vanish through time", ["chrono_helps", "forget_bias1_helps"],
+    "forget_bias": ("LSTM gradients vanish through time", ["chrono_helps", "forget_bias1_helps",
+                                                           "chrono_temporal_order_20_seeds"],
                     "a positive forget-gate bias (1, or chrono init: b_f ~ log U[1, T - 1], b_i = -b_f)"),
     "norm_first": ("post-LN transformer blocks", ["post_ln_needs_warmup", "pre_ln_without_warmup", "rezero_transformer"],
                "pre-LN blocks (norm_first=True) or ReZero, or else learning-rate warm-up"),
