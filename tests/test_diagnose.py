@@ -375,19 +375,23 @@ def test_cli_out_at_or_under_a_file_exits_2_before_any_work(tmp_path, capsys, wh
     assert f.read_text() == "hi"
 
 
-def test_lstm_vanishing_through_time_gets_the_forget_bias_advice_with_shipped_frontier_evidence():
+def test_lstm_vanishing_through_time_gets_the_forget_bias_advice_with_shipped_evidence():
     """PyTorch's LSTM (forget bias 0) at T = 100: the error reaching the first steps is tiny; the advice
-    cites the frontier profile's forget-gate claims, read from the CSV shipped with the package."""
+    cites the frontier profile's forget-gate claims (adding) and the replication's chrono claim
+    (temporal order), read from the CSVs shipped with the package."""
     import pandas as pd
     from vgbench.diagnose import EVIDENCE
     x = torch.randn(16, 100, 2, generator=torch.Generator().manual_seed(0))
     rep = diagnose(Recurrent(nn.LSTM), x)
     assert rep.time_verdict == "vanishing"
     fb = [a for a in rep.advice if "forget-gate" in a["mitigation"]]
-    assert len(fb) == 1 and "frontier_claims.csv" in fb[0]["evidence_source"]
-    shipped = pd.read_csv(EVIDENCE / "frontier_claims.csv").set_index("id")
-    assert [e["effect"] for e in fb[0]["evidence"]] == [shipped.loc["chrono_helps", "effect"],
-                                                       shipped.loc["forget_bias1_helps", "effect"]]
+    assert len(fb) == 1
+    assert all(f in fb[0]["evidence_source"] for f in ("frontier_claims.csv", "replication_claims.csv"))
+    frontier = pd.read_csv(EVIDENCE / "frontier_claims.csv").set_index("id")
+    replication = pd.read_csv(EVIDENCE / "replication_claims.csv").set_index("id")
+    assert [e["effect"] for e in fb[0]["evidence"]] == [frontier.loc["chrono_helps", "effect"],
+                                                       frontier.loc["forget_bias1_helps", "effect"],
+                                                       replication.loc["chrono_temporal_order_20_seeds", "effect"]]
     assert not any("LSTM or GRU" in a["mitigation"] or "IRNN" in a["mitigation"] for a in rep.advice)   # it is one
 
 
