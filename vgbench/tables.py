@@ -209,7 +209,9 @@ def claims(f, prof) -> str:
                    "treatment and control share seeds, else Welch's test (Fisher's exact test for divergence rates, a "
                    "one-sample $t$-test for a claim without control), Holm-corrected within the claim's family; verdicts "
                    "computed from the data (supported: significant as claimed; not supported: significant the "
-                   "other way or CI ruling out a benefit; equivalence claims: CI within $\\pm$ margin).",
+                   "other way or CI ruling out a benefit; equivalence claims: CI within $\\pm$ margin). CI: percentile "
+                   "bootstrap over seeds (of the per-seed differences where paired), per claim and not corrected for "
+                   "the family, so a CI that excludes 0 can stand beside a $p_{Holm}$ above 0.05.",
                    "tab:claims")
 
 
