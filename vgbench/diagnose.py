@@ -52,7 +52,7 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned a sec
                                              "the 8 of sigmoid_init at dc446a8; the 43 with a gradient norm below "
                                              "1e-10 re-measured at 1519ffe, claims unchanged"),
            EVIDENCE / "replication_claims.csv": ("replication profile, run 2026-12-04: 516 runs at commit 6049f94 "
-                                                "(pre-registered there), the 610 of its second round at c8f5f80 "
+                                                "(pre-registered there), the 610 of its second round at c8f5f80, "
                                                 "the 1062 of its third at 9e86b3d, the 1068 of its fourth "
                                                 "at 8333f8a, the 468 of its fifth at 57c804e, the 156 of its "
                                                 "sixth at aeca4f2 and the 234 of its seventh at 0ca442d "

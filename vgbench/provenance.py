@@ -187,12 +187,16 @@ def run_counts(run_dirs) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(c.items(), key=lambda kv: -kv[1])) for k, c in counts.items()}
 
 
+# the PNG text chunk that figures.style.save writes a figure's provenance (JSON) to
+FIGURE_PNG_KEY = "Description"
+
+
 def blank_in(png) -> bool:
     """Whether a figure file written by `figures.style.save` was blank (from its provenance; False if
     unreadable). Here, not in figures.style, so the paper stage reads it without importing seaborn."""
     from PIL import Image
     try:
         with Image.open(png) as im:
-            return bool(json.loads(im.info.get("Description", "{}")).get("blank", False))
+            return bool(json.loads(im.info.get(FIGURE_PNG_KEY, "{}")).get("blank", False))
     except (OSError, ValueError):
         return False

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from vgbench.provenance import atomic_write  # noqa: E402
+from vgbench.provenance import FIGURE_PNG_KEY, atomic_write  # noqa: E402
 
 PALETTE = "colorblind"
 
@@ -43,7 +43,7 @@ def save(fig, path_stem: str, provenance: dict) -> list[str]:
     blob = json.dumps(provenance, sort_keys=True)
     # no CreationDate: the same data and code give the same bytes (the provenance says what made it)
     meta = {"pdf": {"Title": provenance.get("figure", ""), "Subject": blob, "Creator": "vgbench", "CreationDate": None},
-            "png": {"Title": provenance.get("figure", ""), "Description": blob, "Software": "vgbench"}}
+            "png": {"Title": provenance.get("figure", ""), FIGURE_PNG_KEY: blob, "Software": "vgbench"}}
     out = []
     for fmt, md in meta.items():
         with atomic_write(f"{path_stem}.{fmt}") as tmp:
