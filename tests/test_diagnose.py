@@ -428,6 +428,21 @@ def test_every_advised_claim_is_in_the_shipped_evidence_with_its_numbers():
                                                          shipped.loc["lsuv_tuned_beats_he_200_seeds", "effect"]]
 
 
+def test_a_vanishing_tanh_stack_gets_orthogonal_weights_with_the_isometry_evidence_and_sigmoid_does_not():
+    """The replication's eighth round measured orthogonal vs Gaussian weights in tanh nets only."""
+    import pandas as pd
+    from vgbench.diagnose import EVIDENCE
+    rep = diagnose(mlp(20, nn.Tanh), X)   # PyTorch's default init: ordered phase, gradients vanish
+    assert rep.verdict == "vanishing"
+    orth = [a for a in rep.advice if "orthogonal weights" in a["mitigation"]]
+    assert len(orth) == 1 and "replication_claims.csv" in orth[0]["evidence_source"]
+    shipped = pd.read_csv(EVIDENCE / "replication_claims.csv").set_index("id")
+    assert [e["effect"] for e in orth[0]["evidence"]] == [
+        shipped.loc[f"orthogonal_learns_faster_d{d}_60_seeds", "effect"] for d in (32, 64, 128)]
+    sig = diagnose(mlp(20, nn.Sigmoid), X)
+    assert sig.verdict == "vanishing" and not any("orthogonal weights" in a["mitigation"] for a in sig.advice)
+
+
 def test_a_model_with_one_measured_layer_says_why_there_is_no_ratio():
     """A single Linear layer, or a stack whose other layers are frozen, has no first/last ratio; the
     report said 'healthy (first/last = --)' without a word on why."""

@@ -55,8 +55,9 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned a sec
                                                 "(pre-registered there), the 610 of its second round at c8f5f80, "
                                                 "the 1062 of its third at 9e86b3d, the 1068 of its fourth "
                                                 "at 8333f8a, the 468 of its fifth at 57c804e, the 156 of its "
-                                                "sixth at aeca4f2 and the 234 of its seventh at 0ca442d "
-                                                "(likewise), AMD EPYC, native AVX-512 kernels")}
+                                                "sixth at aeca4f2, the 234 of its seventh at 0ca442d and the "
+                                                "360 of its eighth at d829302 (likewise), AMD EPYC, native "
+                                                "AVX-512 kernels")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
@@ -67,6 +68,11 @@ SATURATING = {nn.Sigmoid: ("sigmoid", lambda a: a * (1 - a) / 0.25), nn.Tanh: ("
 ADVICE = {
     "activation": ("saturating activations vanish", ["relu_helps", "he_with_relu", "he_with_relu_80_seeds"],
                 "ReLU with He initialisation instead of sigmoid/tanh"),
+    "orthogonal": ("tanh gradients vanish", ["orthogonal_learns_faster_d32_60_seeds",
+                                             "orthogonal_learns_faster_d64_60_seeds",
+                                             "orthogonal_learns_faster_d128_60_seeds"],
+                   "if it stays tanh: orthogonal weights at criticality (gain 1, zero biases: dynamical "
+                   "isometry) instead of Gaussian ones"),
     "normalise": ("deep stack without normalisation",
                   ["batch_norm_helps", "batch_norm_deeper", "batch_norm_deeper_8_seeds"],
                   "batch normalisation between layers"),
@@ -355,13 +361,14 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
     claims = claims.drop_duplicates("id").set_index("id") if len(claims) else claims
     mods = list(model.modules())
     saturating = any(isinstance(m, tuple(SATURATING)) for m in mods)
+    tanh = any(isinstance(m, nn.Tanh) for m in mods)
     has_norm = any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)) for m in mods)
     vanilla_rnn = any(isinstance(m, nn.RNN) for m in mods)
     keys = []
     vanish = rep.verdict == "vanishing" or rep.time_verdict == "vanishing"
     if rep.verdict == "vanishing":
-        keys += (["activation"] if saturating else []) + ([] if has_norm else ["normalise", "lsuv"]) + ["skips",
-                                                                                                "deep_supervision"]
+        keys += (["activation"] if saturating else []) + (["orthogonal"] if tanh else []) \
+            + ([] if has_norm else ["normalise", "lsuv"]) + ["skips", "deep_supervision"]
     if rep.time_verdict == "vanishing" and vanilla_rnn:
         keys += ["gated", "identity_rnn"]
     if rep.time_verdict == "vanishing" and any(isinstance(m, nn.LSTM) for m in mods):
