@@ -443,6 +443,23 @@ def test_a_vanishing_tanh_stack_gets_orthogonal_weights_with_the_isometry_eviden
     assert sig.verdict == "vanishing" and not any("orthogonal weights" in a["mitigation"] for a in sig.advice)
 
 
+def test_post_ln_blocks_with_a_gradient_problem_get_pre_ln_with_the_warm_up_evidence_and_pre_ln_blocks_do_not():
+    import pandas as pd
+    from vgbench.diagnose import EVIDENCE, Report, advice
+
+    def encoder(norm_first):
+        return nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, norm_first=norm_first),
+                                     2, enable_nested_tensor=False)
+    rep = Report(layers=[], verdict="vanishing", ratio=1e-4, ranges=[])
+    pre = [a for a in advice(encoder(False), rep) if "pre-LN" in a["mitigation"]]
+    assert len(pre) == 1
+    shipped = pd.read_csv(EVIDENCE / "replication_claims.csv").set_index("id")
+    ev = {e["claim"]: e["effect"] for e in pre[0]["evidence"]}
+    row = shipped.loc["pre_ln_beats_warmup_80_seeds"]
+    assert ev[row["claim"]] == row["effect"] and "replication_claims.csv" in pre[0]["evidence_source"]
+    assert not any("pre-LN" in a["mitigation"] for a in advice(encoder(True), rep))
+
+
 def test_a_model_with_one_measured_layer_says_why_there_is_no_ratio():
     """A single Linear layer, or a stack whose other layers are frozen, has no first/last ratio; the
     report said 'healthy (first/last = --)' without a word on why."""

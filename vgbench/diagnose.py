@@ -55,9 +55,9 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned a sec
                                                 "(pre-registered there), the 610 of its second round at c8f5f80, "
                                                 "the 1062 of its third at 9e86b3d, the 1068 of its fourth "
                                                 "at 8333f8a, the 468 of its fifth at 57c804e, the 156 of its "
-                                                "sixth at aeca4f2, the 234 of its seventh at 0ca442d and the "
-                                                "360 of its eighth at d829302 (likewise), AMD EPYC, native "
-                                                "AVX-512 kernels")}
+                                                "sixth at aeca4f2, the 234 of its seventh at 0ca442d, the "
+                                                "360 of its eighth at d829302 and the 160 of its ninth at "
+                                                "98dc90d (likewise), AMD EPYC, native AVX-512 kernels")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
@@ -102,8 +102,10 @@ ADVICE = {
     "forget_bias": ("LSTM gradients vanish through time", ["chrono_helps", "forget_bias1_helps",
                                                            "chrono_temporal_order_20_seeds"],
                     "a positive forget-gate bias (1, or chrono init: b_f ~ log U[1, T - 1], b_i = -b_f)"),
-    "norm_first": ("post-LN transformer blocks", ["post_ln_needs_warmup", "pre_ln_without_warmup", "rezero_transformer"],
-               "pre-LN blocks (norm_first=True) or ReZero, or else learning-rate warm-up"),
+    "norm_first": ("post-LN transformer blocks", ["post_ln_needs_warmup", "pre_ln_without_warmup", "rezero_transformer",
+                                                  "pre_ln_beats_warmup_80_seeds"],
+               "pre-LN blocks (norm_first=True) or ReZero, or else learning-rate warm-up (which left some "
+               "post-LN nets untrained where pre-LN trained every one)"),
 }
 
 
