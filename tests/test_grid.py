@@ -81,6 +81,21 @@ def test_default_profile_covers_the_paper():
     assert {"rnn_clip", "lstm_clip"} <= set(full.studies["rnn_tasks"].variants)
 
 
+def test_replication_seeds_are_new_to_every_pilot_and_earlier_profile():
+    """Each replication round is pre-registered on seeds no pilot and no earlier final run has seen
+    (its pilots are earlier profiles' final runs and configs/pilots/): a reused seed would let the
+    pilot's noise decide the verdict it sized."""
+    import glob
+    rep = grid.load_profile("configs/replication.yaml")
+    finals = {x for s in rep.studies.values() for x in s.seeds}
+    assert not finals & {x for s in rep.studies.values() for x in s.tune_seeds}
+    others = sorted(glob.glob("configs/pilots/*.yaml")) + [f"configs/{n}.yaml" for n in
+                                                           ("default", "frontier", "theory", "followup", "full")]
+    for path in others:
+        seen = {x for s in grid.load_profile(path).studies.values() for x in s.seeds}
+        assert not finals & seen, (path, sorted(finals & seen)[:5])
+
+
 def test_run_ids_are_stable_readable_and_unique(tmp_path):
     p = write(tmp_path, small(variants={"a": {}, "b": {"activation": "relu"}}, axes={"depth": [2, 3]}))
     ids1 = [s.run_id for s in grid.final_specs(grid.load_profile(p), {})]
