@@ -56,8 +56,9 @@ SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned a sec
                                                 "the 1062 of its third at 9e86b3d, the 1068 of its fourth "
                                                 "at 8333f8a, the 468 of its fifth at 57c804e, the 156 of its "
                                                 "sixth at aeca4f2, the 234 of its seventh at 0ca442d, the "
-                                                "360 of its eighth at d829302 and the 160 of its ninth at "
-                                                "98dc90d (likewise), AMD EPYC, native AVX-512 kernels")}
+                                                "360 of its eighth at d829302, the 160 of its ninth at "
+                                                "98dc90d and the 20 of its tenth at a5a85c0 (likewise), "
+                                                "AMD EPYC, native AVX-512 kernels")}
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
