@@ -27,6 +27,13 @@ def mlp(depth, act, init=None, width=64, d_in=40):
 X = torch.randn(64, 40, generator=torch.Generator().manual_seed(1))
 
 
+def replication_evidence():
+    """The replication profile's claims as shipped with vgbench, by id."""
+    import pandas as pd
+    from vgbench.diagnose import EVIDENCE
+    return pd.read_csv(EVIDENCE / "replication_claims.csv").set_index("id")
+
+
 def test_sigmoid_mlp_vanishes_with_a_matching_mean_field_prediction():
     rep = diagnose(mlp(20, nn.Sigmoid), X)
     assert rep.verdict == "vanishing" and rep.ratio < 1e-10
@@ -388,7 +395,7 @@ def test_lstm_vanishing_through_time_gets_the_forget_bias_advice_with_shipped_ev
     assert len(fb) == 1
     assert all(f in fb[0]["evidence_source"] for f in ("frontier_claims.csv", "replication_claims.csv"))
     frontier = pd.read_csv(EVIDENCE / "frontier_claims.csv").set_index("id")
-    replication = pd.read_csv(EVIDENCE / "replication_claims.csv").set_index("id")
+    replication = replication_evidence()
     assert [e["effect"] for e in fb[0]["evidence"]] == [frontier.loc["chrono_helps", "effect"],
                                                        frontier.loc["forget_bias1_helps", "effect"],
                                                        replication.loc["chrono_temporal_order_20_seeds", "effect"]]
@@ -396,8 +403,6 @@ def test_lstm_vanishing_through_time_gets_the_forget_bias_advice_with_shipped_ev
 
 
 def test_a_vanilla_rnn_vanishing_through_time_gets_gated_units_and_irnn_with_the_replicated_evidence():
-    import pandas as pd
-    from vgbench.diagnose import EVIDENCE
     torch.manual_seed(0)
     x = torch.randn(16, 100, 2, generator=torch.Generator().manual_seed(0))
     rep = diagnose(Recurrent(nn.RNN), x)
@@ -406,7 +411,7 @@ def test_a_vanilla_rnn_vanishing_through_time_gets_gated_units_and_irnn_with_the
     assert any("LSTM or GRU" in k for k in kinds)
     irnn = [a for a in rep.advice if "IRNN" in a["mitigation"]]
     assert len(irnn) == 1 and "replication_claims.csv" in irnn[0]["evidence_source"]
-    shipped = pd.read_csv(EVIDENCE / "replication_claims.csv").set_index("id")
+    shipped = replication_evidence()
     assert [e["effect"] for e in irnn[0]["evidence"]] == [shipped.loc["irnn_adding_clipped_100_seeds", "effect"],
                                                          shipped.loc["irnn_adding_clipped_T100_100_seeds", "effect"]]
 
@@ -430,13 +435,11 @@ def test_every_advised_claim_is_in_the_shipped_evidence_with_its_numbers():
 
 def test_a_vanishing_tanh_stack_gets_orthogonal_weights_with_the_isometry_evidence_and_sigmoid_does_not():
     """The replication's eighth round measured orthogonal vs Gaussian weights in tanh nets only."""
-    import pandas as pd
-    from vgbench.diagnose import EVIDENCE
     rep = diagnose(mlp(20, nn.Tanh), X)   # PyTorch's default init: ordered phase, gradients vanish
     assert rep.verdict == "vanishing"
     orth = [a for a in rep.advice if "orthogonal weights" in a["mitigation"]]
     assert len(orth) == 1 and "replication_claims.csv" in orth[0]["evidence_source"]
-    shipped = pd.read_csv(EVIDENCE / "replication_claims.csv").set_index("id")
+    shipped = replication_evidence()
     assert [e["effect"] for e in orth[0]["evidence"]] == [
         shipped.loc[f"orthogonal_learns_faster_d{d}_60_seeds", "effect"] for d in (32, 64, 128)]
     sig = diagnose(mlp(20, nn.Sigmoid), X)
@@ -444,8 +447,7 @@ def test_a_vanishing_tanh_stack_gets_orthogonal_weights_with_the_isometry_eviden
 
 
 def test_post_ln_blocks_with_a_gradient_problem_get_pre_ln_with_the_warm_up_evidence_and_pre_ln_blocks_do_not():
-    import pandas as pd
-    from vgbench.diagnose import EVIDENCE, Report, advice
+    from vgbench.diagnose import Report, advice
 
     def encoder(norm_first):
         return nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, norm_first=norm_first),
@@ -453,7 +455,7 @@ def test_post_ln_blocks_with_a_gradient_problem_get_pre_ln_with_the_warm_up_evid
     rep = Report(layers=[], verdict="vanishing", ratio=1e-4, ranges=[])
     pre = [a for a in advice(encoder(False), rep) if "pre-LN" in a["mitigation"]]
     assert len(pre) == 1
-    shipped = pd.read_csv(EVIDENCE / "replication_claims.csv").set_index("id")
+    shipped = replication_evidence()
     ev = {e["claim"]: e["effect"] for e in pre[0]["evidence"]}
     row = shipped.loc["pre_ln_beats_warmup_80_seeds"]
     assert ev[row["claim"]] == row["effect"] and "replication_claims.csv" in pre[0]["evidence_source"]
