@@ -270,3 +270,44 @@ def test_sizing_from_a_renamed_study_keeps_only_the_pilot_runs_of_the_settings_i
     r = power.sizing(prof, tmp_path / "pilot", {"one_task": "old"}).set_index("claim").loc["c"]
     assert r["pilot_n"] == 5
     assert r["effect"] == pytest.approx(np.mean(d_digits)) and r["sd"] == pytest.approx(np.std(d_digits, ddof=1))
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_bootstrap_power_is_the_share_of_resamples_the_evaluators_own_test_decides(monkeypatch, paired):
+    """_boot_power at n: of the same resamples of the pilot's units (rng seeded by n), the share whose
+    p from the evaluator's test (claims.test, with its exact sign test for alike pairs) is below
+    alpha. A zero-inflated pilot (most seeds no difference) makes alike draws common, so a dropped
+    special case shows."""
+    import numpy as np
+    from vgbench import claims
+    monkeypatch.setattr(power, "BOOT_DRAWS", 150)
+    monkeypatch.setattr(claims, "ALPHA", 0.05)
+    c = claims.Claim(id="c", question="q", text="t", study="s", treatment={"variant": "a"},
+                     control={"variant": "b"}, outcome="score", paired=paired)
+    x = np.array([0.0] * 5 + [0.1] * 4 + [0.13])
+    y = np.array([0.0] * 8 + [0.02, 0.05])
+    for n in (3, 6, 9):
+        rng = np.random.default_rng(n)
+        a = rng.choice(x, size=(power.BOOT_DRAWS, n))
+        b = None if paired else rng.choice(y, size=(power.BOOT_DRAWS, n))
+        decided = 0
+        for i in range(power.BOOT_DRAWS):
+            xs = pd.Series(a[i])
+            ys = pd.Series(0.0, index=range(n)) if paired else pd.Series(b[i], index=range(100, 100 + n))
+            decided += claims.test(c, xs, ys)["p"] < 0.05
+        want = decided / power.BOOT_DRAWS
+        got = power._boot_power(x, None if paired else y, n, 0.05, paired)
+        assert got == want, (n, got, want)
+
+
+def test_bootstrap_sizing_agrees_with_the_normal_approximation_on_a_normal_pilot_and_is_the_smallest_n():
+    """A large normal pilot: resampling it is (nearly) sampling the normal, so the simulated seed
+    count is the noncentral-t one within the simulation's error; and it is the smallest n whose
+    simulated power reaches POWER."""
+    import numpy as np
+    d = np.random.default_rng(7).normal(0.5, 1.0, 400)
+    d = 0.5 + (d - d.mean()) / d.std(ddof=1)          # mean 0.5, sd 1 exactly
+    n_t = power._smallest(lambda n: power._t_power(0.5, n, 0.05))
+    n_b = power._smallest(lambda n: power._boot_power(d, None, n, 0.05, True))
+    assert abs(n_b - n_t) <= 2, (n_b, n_t)
+    assert power._boot_power(d, None, n_b, 0.05, True) >= power.POWER > power._boot_power(d, None, n_b - 1, 0.05, True)
