@@ -144,6 +144,20 @@ def test_unpaired_claim_matches_welch_and_direction_flips_the_sign():
     assert r["ci_high"] < 0 and r["verdict"] == "not supported"
 
 
+def test_each_claim_cites_the_commits_and_kernels_of_exactly_its_runs():
+    """The provenance columns count the runs of the claim's treatment and control only (not the
+    study's other variants), per commit (first 7 characters, "-dirty" kept) and kernel set."""
+    at = {"a": ["1111111aaaa", "1111111aaaa", "2222222bbbb-dirty", "1111111aaaa", None],
+          "b": ["1111111aaaa"] * 5, "c": ["3333333cccc"] * 5}
+    rows = [{"study": "s", "variant": v, "labels": "{}", "seed": i, "run_id": f"{v}{i}", "final.test/acc": x,
+             "commit": at[v][i], "cpu_capability": "AVX512" if v == "a" else "AVX2"}
+            for v, xs in (("a", A), ("b", B), ("c", B)) for i, x in enumerate(xs)]
+    r = claims.evaluate(_o(rows), None, [_mk()]).iloc[0]
+    assert r["commits"] == "1111111 (8); 2222222-dirty (1); unknown (1)"
+    assert r["kernels"] == "AVX2 (5); AVX512 (5)"
+    assert list(claims.evaluate(_o(rows), None, [_mk()]).columns[-2:]) == ["commits", "kernels"]
+
+
 def test_holm_within_each_family_only():
     rows = [{"study": "s", "variant": v, "labels": "{}", "seed": i, "run_id": f"{v}{i}", "final.test/acc": x}
             for v, xs in (("a", A), ("b", B), ("c", [0.5, 0.51, 0.49, 0.52, 0.5])) for i, x in enumerate(xs)]

@@ -433,6 +433,29 @@ def test_every_advised_claim_is_in_the_shipped_evidence_with_its_numbers():
                                                          shipped.loc["lsuv_tuned_beats_he_200_seeds", "effect"]]
 
 
+def test_advice_cites_the_commits_and_kernels_each_shipped_claim_records_for_its_runs():
+    """The provenance of shipped evidence comes from the claims CSVs' commits/kernels columns (written
+    by the stats stage), not from a note kept by hand: every shipped row has them, each evidence item
+    carries its row's, and the source names every commit and kernel set of the claims it cites."""
+    import re
+    import pandas as pd
+    from vgbench.diagnose import SHIPPED
+    shipped = pd.concat([pd.read_csv(f).assign(_file=f.name) for f in SHIPPED], ignore_index=True)
+    for col in ("commits", "kernels"):
+        assert shipped[col].map(lambda v: isinstance(v, str) and re.fullmatch(r"[^;]+ \(\d+\)(; [^;]+ \(\d+\))*", v)
+                                is not None).all(), col
+    shipped = shipped.drop_duplicates("id").set_index("id")
+    rep = diagnose(mlp(20, nn.Sigmoid), X)
+    lsuv = [a for a in rep.advice if "LSUV" in a["mitigation"]][0]
+    by_claim = shipped.set_index("claim")
+    for e in lsuv["evidence"]:
+        assert (e["commits"], e["kernels"]) == tuple(by_claim.loc[e["claim"], ["commits", "kernels"]])
+        for part in e["commits"].split("; ") + e["kernels"].split("; "):
+            name = part.rsplit(" (", 1)[0]
+            assert (name if name != "unknown" else "CPU kernels not recorded") in lsuv["evidence_source"]
+    assert {"frontier_claims.csv", "replication_claims.csv"} <= set(re.findall(r"\w+_claims\.csv", lsuv["evidence_source"]))
+
+
 def test_a_vanishing_tanh_stack_gets_orthogonal_weights_with_the_isometry_evidence_and_sigmoid_does_not():
     """The replication's eighth round measured orthogonal vs Gaussian weights in tanh nets only."""
     rep = diagnose(mlp(20, nn.Tanh), X)   # PyTorch's default init: ordered phase, gradients vanish

@@ -2,7 +2,8 @@
 
 runs.parquet   one row per run (tuning and final; column `stage`): ids, study, variant,
                axis labels, the resolved config (task_args flattened as task_args.<k>),
-               and the summary (status, final metrics as final.<split>/<metric>, ...).
+               and the summary (status, final metrics as final.<split>/<metric>, ...), and
+               the provenance its config.json records (commit, cpu_capability).
 curves.parquet the final runs' gradients.parquet and metrics.csv stacked, long format:
                run_id, condition_id, study, variant, step, kind, index, name, value;
                metrics appear as kind "metric", name "<split>/<metric>", index -1.
@@ -64,7 +65,7 @@ def aggregate(profile: grid.Profile, results: str | Path) -> tuple[pd.DataFrame,
         try:
             summary = paths.read_summary(d)
             rec = paths.read_run_record(d)   # the provenance the manifest cites must be readable too
-            rows.append({**_row(spec, summary), "cpu_capability": kernels_of(rec)})
+            rows.append({**_row(spec, summary), "cpu_capability": kernels_of(rec), "commit": rec.get("commit")})
             if spec.stage != "final":
                 continue
             g = pd.read_parquet(d / paths.GRADIENTS)

@@ -373,6 +373,8 @@ def evaluate(o: pd.DataFrame, curves: pd.DataFrame | None, claims: list[Claim]) 
         row = {"id": c.id, "question": c.question, "claim": c.text, "experiment": c.experiment(),
                "quantity": c.outcome, "family": c.family, "kind": c.test if c.control is not None else "one_sample",
                "margin": c.margin, "note": None, "caveat": None}
+        row.update(runs_from(pd.concat([_select(o, c.study, sel) for sel in (c.treatment, c.control)
+                                        if sel is not None])))
         x = samples(o, curves, c, c.treatment).dropna()
         y = samples(o, curves, c, c.control).dropna() if c.control is not None else pd.Series(dtype=float)
         row.update(n=len(x), n_base=len(y))
@@ -393,7 +395,21 @@ def evaluate(o: pd.DataFrame, curves: pd.DataFrame | None, claims: list[Claim]) 
         df.loc[idx, "p_holm"] = stats.holm(df.loc[idx, "p"])
     df[["note", "caveat"]] = df[["note", "caveat"]].astype(object)
     df["verdict"] = [verdict(r) for r in df.to_dict("records")]
-    return note_too_few_seeds(df)
+    df = note_too_few_seeds(df)
+    return df[[k for k in df if k not in ("commits", "kernels")] + ["commits", "kernels"]]
+
+
+def runs_from(s: pd.DataFrame) -> dict:
+    """Where a claim's runs come from: how many were trained at each git commit ("commits") and
+    with each of torch's CPU kernel sets ("kernels"), as "<commit[:7]> (n); ...", most first, from
+    the aggregate's provenance columns ("unknown" where a run records none). Shipped claims cite
+    their runs with it (vgbench diagnose), not with a hand-written note."""
+    def count(col: str, short=lambda x: x) -> str:
+        v = [short(x) if isinstance(x, str) and x else "unknown" for x in (s[col] if col in s else [None] * len(s))]
+        n = {k: v.count(k) for k in dict.fromkeys(v)}
+        return "; ".join(f"{k} ({m})" for k, m in sorted(n.items(), key=lambda kv: (-kv[1], kv[0])))
+    return {"commits": count("commit", lambda x: x[:7] + "-dirty" * x.endswith("-dirty")),
+            "kernels": count("cpu_capability")}
 
 
 def censoring(c: Claim, x: pd.Series, y: pd.Series) -> dict:

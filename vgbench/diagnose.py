@@ -41,24 +41,9 @@ from vgbench.instruments import norm
 THRESHOLDS = {"vanishing_below": 1e-2, "exploding_above": 1e2, "local_low": 0.5, "local_high": 2.0,
               "local_min_layers": 3, "saturated_derivative": 0.05}
 EVIDENCE = Path(__file__).resolve().parent / "evidence"
-# the claims shipped with vgbench and the runs (and commits) they come from
-SHIPPED = {EVIDENCE / "default_claims.csv": "default profile as redesigned a second time on 2026-12-05 (pre-registered "
-                                            "at commit e0fe38b), fresh clone run 2026-12-05 at e0fe38b: 2317 runs, "
-                                            "AMD EPYC, native AVX-512 kernels (the earlier designs' evidence: git history)",
-           EVIDENCE / "frontier_claims.csv": "frontier profile, run 2026-11-29: 210 runs at commit b21d018, "
-                                             "the 172 of lsuv_tuned and conv_no_norm at 349115c",
-           EVIDENCE / "followup_claims.csv": ("followup profile, run 2026-11-29: 264 runs at commit f04823c, "
-                                             "the 192 of sigmoid_c_depth at 79d65a2, the 96 of irnn_clip at f739d93, "
-                                             "the 8 of sigmoid_init at dc446a8; the 43 with a gradient norm below "
-                                             "1e-10 re-measured at 1519ffe, claims unchanged"),
-           EVIDENCE / "replication_claims.csv": ("replication profile, run 2026-12-04: 516 runs at commit 6049f94 "
-                                                "(pre-registered there), the 610 of its second round at c8f5f80, "
-                                                "the 1062 of its third at 9e86b3d, the 1068 of its fourth "
-                                                "at 8333f8a, the 468 of its fifth at 57c804e, the 156 of its "
-                                                "sixth at aeca4f2, the 234 of its seventh at 0ca442d, the "
-                                                "360 of its eighth at d829302, the 160 of its ninth at "
-                                                "98dc90d and the 20 of its tenth at a5a85c0 (likewise), "
-                                                "AMD EPYC, native AVX-512 kernels")}
+# the claims shipped with vgbench (copies of profiles' results/stats/claims.csv); each row names
+# the commits and CPU kernel sets its runs were trained at (columns commits, kernels)
+SHIPPED = tuple(EVIDENCE / f"{p}_claims.csv" for p in ("default", "frontier", "followup", "replication"))
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 # modules measured as one layer although they have children: attention applies its out_proj's
 # weight itself (F.multi_head_attention_forward), so no hook on out_proj ever fires
@@ -351,6 +336,23 @@ def measure(model: nn.Module, x: torch.Tensor, target=None, loss: str | None = N
                   activations=act_stats, note=note)
 
 
+def _provenance(claim) -> dict:
+    """The commits and CPU kernel sets a claims.csv row's runs were trained at, as the stats stage
+    counted them ("<commit> (n); ..."; None where the stats stage that wrote it predates them)."""
+    return {k: claim.get(k) if isinstance(claim.get(k), str) else None for k in ("commits", "kernels")}
+
+
+def _cite(src: str, ev: list) -> str:
+    """A source file with the commits and kernel sets its cited claims' runs were trained at."""
+    names = {k: dict.fromkeys(w.rsplit(" (", 1)[0] for e in ev if e[k] for w in e[k].split("; "))
+             for k in ("commits", "kernels")}
+    if not names["commits"]:
+        return src
+    return (f"{src}, runs at commit{'s' * (len(names['commits']) > 1)} " + ", ".join(names["commits"])
+            + ("" if not names["kernels"] else ", CPU kernels not recorded" if list(names["kernels"]) == ["unknown"]
+               else " with " + ", ".join(names["kernels"]) + " kernels"))
+
+
 def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> list:
     """The mitigations that apply to this model and verdict, each with the benchmark's measured
     effect (claims.csv of `results`, else the numbers shipped with vgbench)."""
@@ -359,8 +361,8 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
         src = paths.stats("claims", results)
         claims = pd.read_csv(src).assign(_src=str(src)) if src.is_file() else pd.DataFrame()
     else:
-        claims = pd.concat([pd.read_csv(f).assign(_src=f"shipped with vgbench ({f.name}, {how})")
-                            for f, how in SHIPPED.items() if f.is_file()], ignore_index=True)
+        claims = pd.concat([pd.read_csv(f).assign(_src=f"shipped with vgbench: {f.name}")
+                            for f in SHIPPED if f.is_file()], ignore_index=True)
     claims = claims.drop_duplicates("id").set_index("id") if len(claims) else claims
     mods = list(model.modules())
     saturating = any(isinstance(m, tuple(SATURATING)) for m in mods)
@@ -383,15 +385,16 @@ def advice(model: nn.Module, rep: Report, results: str | Path | None = None) -> 
     out = []
     for k in dict.fromkeys(keys):
         why, ids, what = ADVICE[k]
-        ev, srcs = [], []
+        ev, by_src = [], {}
         for cid in ids:
             if cid in claims.index:
                 r = claims.loc[cid]
                 ev.append({"claim": str(r["claim"]), "verdict": str(r["verdict"]), "effect": float(r["effect"]),
-                           "ci": [float(r["ci_low"]), float(r["ci_high"])], "quantity": str(r["quantity"])})
-                srcs.append(str(r["_src"]))
+                           "ci": [float(r["ci_low"]), float(r["ci_high"])], "quantity": str(r["quantity"]),
+                           **_provenance(r)})
+                by_src.setdefault(str(r["_src"]), []).append(ev[-1])
         out.append({"mitigation": what, "why": why, "evidence": ev,
-                    "evidence_source": "; ".join(dict.fromkeys(srcs)) or None})
+                    "evidence_source": "; ".join(_cite(s, e) for s, e in by_src.items()) or None})
     if not vanish and rep.verdict == "healthy" and rep.time_verdict in (None, "healthy"):
         out.append({"mitigation": "none needed", "why": "gradients are within the thresholds", "evidence": [],
                     "evidence_source": None})
