@@ -187,6 +187,31 @@ def test_status_estimates_a_stage_without_runs_from_the_other_stage(tmp_path, ca
     assert "cost model, fitted on one machine" in out.splitlines()[-1]
 
 
+def test_status_lists_a_tuned_study_added_since_the_lr_selection_as_waiting(tmp_path, capsys):
+    """A study added to a profile after its tune stage ran (a new replication round) has no
+    selected lr yet: status listed nothing and stopped ("no selected lr for ..."); it lists that
+    study's final runs as waiting for their lr and every other study's with its selected lr."""
+    from conftest import REPO
+    from vgbench import grid, status
+    prof = grid.load_profile(REPO / "configs/smoke.yaml")
+    keys = {s.tune_key: s.study for s in grid.tune_specs(prof)}
+    old = {k: 0.1 for k, st in keys.items() if st != "cnn_resnet"}   # selected before cnn_resnet existed
+    f = paths.selected_lr(tmp_path)
+    f.parent.mkdir(parents=True)
+    pd.DataFrame({"tune_key": list(old), "lr": list(old.values()), "selected": True}).to_csv(f, index=False)
+    r = {(x["study"], x["stage"]): x for x in status.rows(prof, str(tmp_path))}
+    assert r[("cnn_resnet", "final")]["waiting_for_lr"]
+    assert not any(x["waiting_for_lr"] for (st, stage), x in r.items() if st != "cnn_resnet")
+    n_cnn = sum(1 for s in grid.final_specs(prof, {}) if s.study == "cnn_resnet")
+    assert r[("cnn_resnet", "final")]["runs"] == n_cnn
+    fin = grid.final_specs(prof, old, partial=True)   # the pipeline's listing leaves it out instead
+    assert "cnn_resnet" not in {s.study for s in fin}
+    assert all(s.cfg.lr == 0.1 for s in fin if s.study in set(keys.values()))
+    assert cli.main(["status", str(REPO / "configs/smoke.yaml"), "--results", str(tmp_path)]) == 0
+    out = [x for x in capsys.readouterr().out.splitlines() if "lr not selected yet" in x]
+    assert len(out) == 1 and out[0].startswith("cnn_resnet") and "final" in out[0]
+
+
 def test_status_names_the_commits_when_runs_were_trained_by_different_code(tmp_path, capsys):
     """A run id hashes the config, not the code: results resumed across commits must say so."""
     from conftest import REPO

@@ -346,24 +346,27 @@ def unselected(prof: Profile, selected: dict[str, float]) -> list[str]:
     return [k for k in keys if k not in selected]
 
 
-def final_specs(prof: Profile, selected: dict[str, float] | None, partial: bool = False) -> list[RunSpec]:
+def final_specs(prof: Profile, selected: dict[str, float] | None, partial: bool | str = False) -> list[RunSpec]:
     """Final seeds of every condition; a tuned study's lr comes from `selected`
     (tune_key -> lr). With selected=None a tuned condition's lr must already be known:
     pass {} to expand with the base lr (used for validation and listing). partial=True leaves
     out the conditions `selected` does not cover (a study added since the selection was made)
-    instead of refusing them."""
+    instead of refusing them; partial="provisional" expands them with the base lr, as {} would
+    (for listing: their run ids change once their lr is selected)."""
     out = []
     for study in prof.studies.values():
         for variant, labels, m in _conditions(study):
             if study.lr_grid and selected:
                 key = tune_key_of(study, variant, labels, m)
-                if key not in selected and partial:
-                    continue
                 if key not in selected:
-                    raise ConfigError(f"no selected lr for {key}; run the tune stage first")
-                if selected[key] is None:
+                    if not partial:
+                        raise ConfigError(f"no selected lr for {key}; run the tune stage first")
+                    if partial != "provisional":
+                        continue
+                elif selected[key] is None:
                     continue  # every lr diverged in tuning: recorded in selected_lr.csv, no final runs
-                m = merge(m, {"lr": selected[key]})
+                else:
+                    m = merge(m, {"lr": selected[key]})
             for seed in study.seeds:
                 out.append(_make(study, "final", variant, labels, merge(m, {"seed": seed})))
     _check_unique(out)

@@ -22,7 +22,9 @@ def _stages(prof: grid.Profile, results: str):
     sel_path = paths.selected_lr(results)
     tuned = any(s.lr_grid for s in prof.studies.values())
     selected = read_selected(str(sel_path)) if tuned and sel_path.exists() else None
-    return tuned, selected, [("tune", grid.tune_specs(prof)), ("final", grid.final_specs(prof, selected or {}))]
+    # a study added since the selection was made is listed with provisional run ids, as before any
+    return tuned, selected, [("tune", grid.tune_specs(prof)),
+                             ("final", grid.final_specs(prof, selected or {}, partial="provisional"))]
 
 
 def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
@@ -35,7 +37,8 @@ def rows(prof: grid.Profile, results: str, staged=None) -> list[dict]:
         for s in specs:
             by_study.setdefault(s.study, []).append(s)
         for study, ss in by_study.items():
-            waiting = stage == "final" and tuned and selected is None and bool(prof.studies[study].lr_grid)
+            waiting = stage == "final" and tuned and bool(prof.studies[study].lr_grid) and (
+                selected is None or any(s.tune_key not in selected for s in ss))
             done, diverged, walls, corrupt, training, missing = 0, 0, [], [], 0, []
             for s in ss:
                 f = paths.run_dir(s.run_id, results) / paths.SUMMARY
