@@ -414,6 +414,11 @@ def test_a_vanilla_rnn_vanishing_through_time_gets_gated_units_and_irnn_with_the
     shipped = replication_evidence()
     assert [e["effect"] for e in irnn[0]["evidence"]] == [shipped.loc["irnn_adding_clipped_100_seeds", "effect"],
                                                          shipped.loc["irnn_adding_clipped_T100_100_seeds", "effect"]]
+    # the gated-unit advice states the eleventh round too: PyTorch's LSTM against the RNN on temporal order
+    gated = next(a for a in rep.advice if "LSTM or GRU" in a["mitigation"])
+    row = shipped.loc["lstm_matches_rnn_temporal_order_80_seeds"]
+    assert {"claim": row["claim"], "verdict": row["verdict"], "effect": row["effect"]}.items() <= next(
+        e for e in gated["evidence"] if e["claim"] == row["claim"]).items()
 
 
 def test_every_advised_claim_is_in_the_shipped_evidence_with_its_numbers():

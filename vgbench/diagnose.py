@@ -70,7 +70,8 @@ ADVICE = {
     "deep_supervision": ("early layers get little gradient", ["aux_loss_gradients", "aux_loss_helps"],
                  "auxiliary losses on hidden layers (deep supervision)"),
     "gated": ("vanilla recurrent unit", ["lstm_adding", "gru_adding", "gru_temporal_order_20_seeds",
-                                         "lstm_chrono_temporal_order_20_seeds"],
+                                         "lstm_chrono_temporal_order_20_seeds",
+                                         "lstm_matches_rnn_temporal_order_80_seeds"],
               "an LSTM or GRU instead of a vanilla RNN"),
     "identity_rnn": ("vanilla recurrent unit", ["irnn_adding_clipped_100_seeds", "irnn_adding_clipped_T100_100_seeds"],
              "if it stays a vanilla RNN: ReLU units with identity-initialised recurrent weights (IRNN), with "
